@@ -1,0 +1,441 @@
+"""The ``passback`` command: sandbox, connections, sync, run history, error catalogue.
+
+Every command that reports something also takes ``--json`` and then prints one JSON
+document on standard output and nothing else, for scripts and schedulers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from passback.logs import configure_logging
+from passback.plan import Plan, Scope
+from passback.rules.catalogue import CATALOGUE, entry
+from passback.runner.inprocess import Route, sync_courses
+from passback.sandbox.control import Sandbox, SandboxError
+from passback.sandbox.district import DistrictShape
+from passback.settings import Settings, get_settings
+from passback.store import open_store
+from passback.store.connections import UnknownConnection, list_connections, save_connection
+from passback.store.history import OUTCOMES, get_run, get_run_items, list_runs
+from passback.sync import RunResult
+from passback.vault import load_key
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Grade passback: from where teachers grade to the systems of record.")
+sandbox_app = typer.Typer(no_args_is_help=True, help="The sandbox district (emulated Canvas and PowerSchool).")
+runs_app = typer.Typer(help="Run history: what each sync did, item by item.", invoke_without_command=True)
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(runs_app, name="runs")
+
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+SANDBOX_SOURCE = "sandbox-canvas"
+SANDBOX_DESTINATION = "sandbox-powerteacher"
+
+
+def _emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def _friendly_errors():  # type: ignore[no-untyped-def]
+    try:
+        yield
+    except (UnknownConnection, SandboxError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.callback()
+def main() -> None:
+    configure_logging()
+
+
+# --- sandbox ----------------------------------------------------------------------------
+
+
+def _shape(courses: int, sections: int, students: int, assignments: int, seed: int) -> DistrictShape:
+    return DistrictShape(courses=courses, sections=sections, students=students, assignments=assignments, seed=seed)
+
+
+CoursesOpt = typer.Option(3, min=1, help="Courses in the generated district.")
+SectionsOpt = typer.Option(2, min=1, help="Sections per course.")
+StudentsOpt = typer.Option(25, min=1, help="Students per section.")
+AssignmentsOpt = typer.Option(12, min=1, help="Assignments per course.")
+SeedOpt = typer.Option(7, help="Random seed: the same seed gives the same district.")
+
+
+@sandbox_app.command("up")
+def sandbox_up(
+    courses: int = CoursesOpt, sections: int = SectionsOpt, students: int = StudentsOpt,
+    assignments: int = AssignmentsOpt, seed: int = SeedOpt,
+    latency_ms: float = typer.Option(0.0, help="Latency added to every emulated request."),
+    fault_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of requests answered with a fault."),
+    fault_kinds: str = typer.Option("429,500", help="Faults to inject: 429, 500, timeout, reset."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Start the emulators (generating the district the first time)."""
+    settings = get_settings()
+    with _friendly_errors():
+        info, started = Sandbox(settings.ensure_data_dir()).up(
+            _shape(courses, sections, students, assignments, seed), latency_ms, fault_rate, fault_kinds)
+        _save_sandbox_connections(settings, info)
+    summary = {"started": started, "canvas": info.url("canvas"), "powerschool": info.url("powerschool"),
+               "shape": info.shape}
+    if json_out:
+        _emit_json(summary)
+        return
+    console.print(("Started" if started else "Already running") +
+                  f": Canvas at {summary['canvas']}, PowerSchool at {summary['powerschool']}")
+
+
+@sandbox_app.command("down")
+def sandbox_down() -> None:
+    """Stop the emulators; their data stays for the next `sandbox up`."""
+    stopped = Sandbox(get_settings().data_dir).down()
+    console.print("Stopped." if stopped else "The sandbox was not running.")
+
+
+@sandbox_app.command("reset")
+def sandbox_reset(
+    courses: int = CoursesOpt, sections: int = SectionsOpt, students: int = StudentsOpt,
+    assignments: int = AssignmentsOpt, seed: int = SeedOpt,
+) -> None:
+    """Stop the emulators and generate the district afresh (what passback wrote is gone)."""
+    settings = get_settings()
+    Sandbox(settings.ensure_data_dir()).reset(_shape(courses, sections, students, assignments, seed))
+    store = open_store(settings)
+    _forget_sandbox_state(store)
+    console.print("The sandbox district was generated afresh; run `passback demo` or `passback sandbox up`.")
+
+
+def _forget_sandbox_state(store) -> None:  # type: ignore[no-untyped-def]
+    """A fresh district means the identity map of the sandbox connections no longer holds."""
+    import sqlalchemy as sa
+
+    from passback.store.tables import connections, identity_map
+
+    with store.engine.begin() as db:
+        ids = db.execute(sa.select(connections.c.id).where(
+            connections.c.name.in_([SANDBOX_SOURCE, SANDBOX_DESTINATION]))).scalars().all()
+        if ids:
+            db.execute(identity_map.delete().where(identity_map.c.source_connection_id.in_(ids)))
+
+
+def _save_sandbox_connections(settings: Settings, info) -> None:  # type: ignore[no-untyped-def]
+    store = open_store(settings)
+    key = load_key(settings)
+    creds = info.creds
+    save_connection(store, key, name=SANDBOX_SOURCE, kind="canvas", base_url=info.url("canvas"),
+                    credentials={"token": creds.canvas_token})
+    save_connection(store, key, name=SANDBOX_DESTINATION, kind="powerschool", base_url=info.url("powerschool"),
+                    credentials={"client_id": creds.powerschool_client_id,
+                                 "client_secret": creds.powerschool_client_secret})
+    store.dispose()
+
+
+# --- connections ----------------------------------------------------------------------------
+
+
+@app.command("connect")
+def connect(
+    kind: str = typer.Argument(..., help="canvas or powerschool"),
+    name: str = typer.Option(..., help="A name to refer to this connection by."),
+    url: str = typer.Option(..., help="Base URL, e.g. https://district.instructure.com"),
+    token: str = typer.Option(None, help="Canvas access token.", envvar="PASSBACK_CONNECT_TOKEN"),
+    client_id: str = typer.Option(None, help="PowerSchool plugin client id."),
+    client_secret: str = typer.Option(None, help="PowerSchool plugin client secret.",
+                                      envvar="PASSBACK_CONNECT_CLIENT_SECRET"),
+) -> None:
+    """Save a connection; its credentials are encrypted at rest."""
+    if kind == "canvas":
+        if not token:
+            err.print("error: a Canvas connection needs --token (or PASSBACK_CONNECT_TOKEN).")
+            raise typer.Exit(2)
+        credentials = {"token": token}
+    elif kind == "powerschool":
+        if not (client_id and client_secret):
+            err.print("error: a PowerSchool connection needs --client-id and --client-secret.")
+            raise typer.Exit(2)
+        credentials = {"client_id": client_id, "client_secret": client_secret}
+    else:
+        err.print(f"error: unknown kind {kind!r}; choose canvas or powerschool.")
+        raise typer.Exit(2)
+    settings = get_settings()
+    save_connection(open_store(settings), load_key(settings), name=name, kind=kind, base_url=url,
+                    credentials=credentials)
+    console.print(f"Saved connection {name!r} ({kind}, {url}).")
+
+
+@app.command("connections")
+def connections_cmd(json_out: bool = typer.Option(False, "--json")) -> None:
+    """List saved connections (never their secrets)."""
+    rows = list_connections(open_store(get_settings()))
+    if json_out:
+        _emit_json(rows)
+        return
+    table = Table("name", "kind", "url")
+    for row in rows:
+        table.add_row(row["name"], row["kind"], row["base_url"])
+    console.print(table)
+
+
+# --- sync -------------------------------------------------------------------------------------
+
+
+def _print_plan(plan: Plan) -> None:
+    table = Table("assignment", "action", "scores to write", "reason", title=f"Plan for course {plan.course_id}")
+    for step in plan.steps:
+        writes = sum(s.action in ("create", "update", "delete") for s in step.scores)
+        reason = step.findings[0].message if step.findings else ""
+        table.add_row(f"{step.assignment_id} {step.name}", step.action, str(writes), reason)
+    console.print(table)
+
+
+def _result_json(result: RunResult) -> dict[str, Any]:
+    body: dict[str, Any] = {"run_id": result.run_id, "status": result.status, "counts": result.counts,
+                            "stats": result.stats}
+    if result.failure:
+        body["failure"] = result.failure
+    if result.status == "dry_run" and result.plan is not None:
+        body["plan"] = [
+            {"assignment_id": s.assignment_id, "name": s.name, "action": s.action,
+             "scores": {a: sum(x.action == a for x in s.scores) for a in ("create", "update", "delete", "unchanged", "skip", "error")},
+             "findings": [{"code": f.code, "message": f.message} for f in s.findings]}
+            for s in result.plan.steps
+        ]
+    return body
+
+
+def _run_with_progress(coro_factory, quiet: bool):  # type: ignore[no-untyped-def]
+    if quiet:
+        return asyncio.run(coro_factory(None, None))
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=False) as bar:
+        task = bar.add_task("reading", total=None)
+
+        def on_course(course_id: str, plan: Plan) -> None:
+            bar.update(task, description=f"course {course_id}", total=len(plan.steps), completed=0)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return asyncio.run(coro_factory(progress, on_course))
+
+
+@app.command("sync")
+def sync_cmd(
+    course: list[str] = typer.Option(None, "--course", help="Course id in the source (repeatable)."),
+    all_courses: bool = typer.Option(False, "--all", help="Every course the source connection sees."),
+    assignment: str = typer.Option(None, help="Only this assignment (source id)."),
+    student: str = typer.Option(None, help="Only this student (source id)."),
+    source: str = typer.Option(SANDBOX_SOURCE, help="Source connection name."),
+    destination: str = typer.Option(SANDBOX_DESTINATION, help="Destination connection name."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; write nothing."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Sync a course, one assignment of it, or one student of it."""
+    if not course and not all_courses:
+        err.print("error: name a course with --course ID, or use --all.")
+        raise typer.Exit(2)
+    if (assignment or student) and (all_courses or len(course) != 1):
+        err.print("error: --assignment and --student need exactly one --course.")
+        raise typer.Exit(2)
+    settings = get_settings()
+    store = open_store(settings)
+    scopes = [Scope(course_id=c, assignment_id=assignment, student_id=student) for c in course or []]
+    with _friendly_errors():
+        results = _run_with_progress(
+            lambda progress, on_course: sync_courses(
+                store, settings, Route(source, destination), scopes, all_courses=all_courses,
+                dry_run=dry_run, progress=progress, on_course=on_course),
+            quiet=json_out or dry_run,
+        )
+    if json_out:
+        _emit_json({"runs": [_result_json(r) for r in results], "counts": _total(results)})
+    else:
+        for result in results:
+            if result.status == "dry_run" and result.plan is not None:
+                _print_plan(result.plan)
+            _print_result(result)
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+def _total(results: list[RunResult]) -> dict[str, int]:
+    return {k: sum(r.counts.get(k, 0) for r in results) for k in OUTCOMES}
+
+
+def _print_result(result: RunResult) -> None:
+    counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+    label = result.run_id[:8] if result.run_id else "dry run"
+    line = f"[bold]{label}[/bold] {result.status}: {counts}"
+    if result.failure:
+        line += f"\n  [red]{result.failure}[/red]"
+    console.print(line)
+
+
+# --- demo ---------------------------------------------------------------------------------------
+
+
+@app.command("demo")
+def demo(
+    courses: int = CoursesOpt, sections: int = SectionsOpt, students: int = StudentsOpt,
+    assignments: int = AssignmentsOpt, seed: int = SeedOpt,
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Sandbox up, connect, sync every course, print the run summary."""
+    settings = get_settings()
+    sandbox = Sandbox(settings.ensure_data_dir())
+    started_at = time.perf_counter()
+    with _friendly_errors():
+        info, started = sandbox.up(_shape(courses, sections, students, assignments, seed))
+        try:
+            _save_sandbox_connections(settings, info)
+            store = open_store(settings)
+            results = _run_with_progress(
+                lambda progress, on_course: sync_courses(
+                    store, settings, Route(SANDBOX_SOURCE, SANDBOX_DESTINATION), all_courses=True,
+                    trigger="manual", actor="demo", progress=progress, on_course=on_course),
+                quiet=json_out,
+            )
+        finally:
+            if started:
+                sandbox.down()
+    seconds = round(time.perf_counter() - started_at, 3)
+    summary = {
+        "counts": _total(results),
+        "runs": [{"run_id": r.run_id, "course_id": r.plan.course_id if r.plan else None, "status": r.status,
+                  "counts": r.counts} for r in results],
+        "requests": {
+            "canvas": sum(r.stats.get("source_requests") or 0 for r in results),
+            "powerschool": sum(r.stats.get("destination_requests") or 0 for r in results),
+        },
+        "seconds": seconds,
+        "sync_seconds": round(sum(r.stats.get("seconds", 0) for r in results), 3),
+    }
+    if json_out:
+        _emit_json(summary)
+        return
+    table = Table("course", "run", "status", *OUTCOMES, title="passback demo")
+    for r, row in zip(results, summary["runs"], strict=True):
+        table.add_row(str(row["course_id"]), (r.run_id or "")[:8], r.status, *(str(r.counts[k]) for k in OUTCOMES))
+    table.add_row("all", "", "", *(str(summary["counts"][k]) for k in OUTCOMES), style="bold")
+    console.print(table)
+    console.print(f"Requests: Canvas {summary['requests']['canvas']}, PowerSchool {summary['requests']['powerschool']}; "
+                  f"{seconds} s in all.")
+    if summary["counts"]["error"]:
+        first = next(r for r in results if r.counts.get("error"))
+        console.print(f"Errors, with meaning and fix: passback runs show {first.run_id[:8]}")
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
+@runs_app.callback()
+def runs_list(ctx: typer.Context, limit: int = typer.Option(20, help="How many runs."),
+              json_out: bool = typer.Option(False, "--json")) -> None:
+    """Recent runs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = list_runs(open_store(get_settings()), limit)
+    if json_out:
+        _emit_json(rows)
+        return
+    table = Table("run", "started", "trigger", "scope", "status", *OUTCOMES)
+    for row in rows:
+        table.add_row(row["id"][:8], row["started_at"].strftime("%Y-%m-%d %H:%M:%S"), row["trigger"],
+                      " ".join(f"{k}={v}" for k, v in row["scope"].items()), row["status"],
+                      *(str(row["counts"].get(k, 0)) for k in OUTCOMES))
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run: str = typer.Argument(..., help="Run id (or its first characters)."),
+    outcome: list[str] = typer.Option(None, help="Only items with this outcome (repeatable)."),
+    all_items: bool = typer.Option(False, "--all", help="Every item, not only errors and skips."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """One run: its counts and every error or skip with meaning and fix."""
+    store = open_store(get_settings())
+    found = get_run(store, run)
+    if found is None:
+        err.print(f"error: no run matches {run!r}; list them with `passback runs`.")
+        raise typer.Exit(2)
+    wanted = tuple(outcome) if outcome else (None if all_items else ("error", "skipped"))
+    items = get_run_items(store, found["id"], wanted)
+    explained = [_explain(item) for item in items]
+    if json_out:
+        _emit_json({"run": found, "items": explained})
+        return
+    console.print(f"[bold]Run {found['id']}[/bold]  {found['status']}  trigger {found['trigger']}  "
+                  f"started {found['started_at']:%Y-%m-%d %H:%M:%S}")
+    console.print("  " + ", ".join(f"{k} {found['counts'].get(k, 0)}" for k in OUTCOMES))
+    if found.get("failure"):
+        console.print(f"  [red]{found['failure']}[/red]")
+    for item in explained:
+        colour = "red" if item["outcome"] == "error" else "yellow"
+        head = f"[{colour}]{item['outcome']}[/{colour}] {item['object_kind']} {item['source_id']}"
+        if item.get("code"):
+            head += f"  [{item['code']}" + (f", seed error {item['seed_error']}" if item.get("seed_error") else "") + "]"
+        console.print(head)
+        if item.get("message"):
+            console.print(f"    message: {item['message']}")
+        if item.get("meaning"):
+            console.print(f"    meaning: {item['meaning']}")
+            console.print(f"    fix:     {item['fix']}")
+        if item.get("link"):
+            console.print(f"    open:    {item['link']}")
+
+
+def _explain(item: dict[str, Any]) -> dict[str, Any]:
+    out = dict(item)
+    code = item.get("code")
+    if code and code in CATALOGUE:
+        known = entry(code)
+        out.update(meaning=known.meaning, fix=known.render_fix(**item["context"]), seed_error=known.seed_error)
+    ctx = item.get("context") or {}
+    course_url = ctx.get("course_url")
+    if course_url:
+        if ctx.get("student_id") and ctx.get("assignment_id"):
+            out["link"] = f"{course_url}/gradebook/speed_grader?assignment_id={ctx['assignment_id']}&student_id={ctx['student_id']}"
+        elif ctx.get("assignment_id"):
+            out["link"] = f"{course_url}/assignments/{ctx['assignment_id']}"
+    return out
+
+
+# --- catalogue ---------------------------------------------------------------------------------
+
+
+@app.command("errors")
+def errors_cmd(json_out: bool = typer.Option(False, "--json")) -> None:
+    """The error catalogue: every reason an item does not sync, with meaning and fix."""
+    rows = [
+        {"code": e.code, "seed_error": e.seed_error, "outcome": e.outcome, "message": e.message,
+         "meaning": e.meaning, "fix": e.fix}
+        for e in CATALOGUE.values()
+    ]
+    if json_out:
+        _emit_json(rows)
+        return
+    table = Table("code", "seed", "outcome", "meaning", "fix", show_lines=True)
+    for row in rows:
+        table.add_row(row["code"], str(row["seed_error"] or ""), row["outcome"], row["meaning"], row["fix"])
+    console.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

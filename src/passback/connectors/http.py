@@ -1,0 +1,173 @@
+"""What every connector's HTTP client shares: pooling, a concurrency cap, retries.
+
+Retries follow one rule: a request that had no effect (throttled, refused with 5xx,
+connection refused) is retried; a request whose effect is unknown (timed out or cut
+off after it was sent) is retried only when it is idempotent. A create whose answer
+was lost raises :class:`UncertainWrite`, and the caller decides (look up, then adopt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "HEAD", "OPTIONS"})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class RetryableError(Exception):
+    """The request had no effect, or is safe to repeat; try again after ``wait`` seconds."""
+
+    def __init__(self, reason: str, wait: float | None = None) -> None:
+        super().__init__(reason)
+        self.wait = wait
+
+
+class UncertainWrite(Exception):
+    """A non-idempotent request was sent and its answer lost: it may have taken effect."""
+
+
+class GaveUp(Exception):
+    """Every retry failed; the last reason is the message."""
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 6
+    initial_wait: float = 0.2
+    max_wait: float = 8.0
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0
+    retries: int = 0
+    by_status: Counter[int] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"requests": self.requests, "retries": self.retries,
+                "by_status": {str(k): v for k, v in sorted(self.by_status.items())}}
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(parsed.timestamp() - time.time(), 0.0)
+
+
+class _WaitWithRetryAfter:
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.backoff = wait_exponential_jitter(initial=policy.initial_wait, max=policy.max_wait)
+
+    def __call__(self, retry_state: Any) -> float:
+        backoff = self.backoff(retry_state)
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, RetryableError) and exc.wait is not None:
+            return max(exc.wait, backoff)
+        return backoff
+
+
+PASS = object()
+"""Returned by a ``classify`` hook: this answer is final as it is, whatever its status."""
+
+
+class HttpClient:
+    """An httpx client with a cap on requests in flight and the retry rule above.
+
+    ``classify`` lets a connector name its own retryable answers (Canvas throttles with
+    a 403 whose body says so); ``before_request`` lets it pace itself (Canvas's bucket).
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        concurrency: int = 8,
+        policy: RetryPolicy | None = None,
+        classify: Callable[[httpx.Response], RetryableError | object | None] | None = None,
+        before_request: Callable[[], Awaitable[None]] | None = None,
+        after_response: Callable[[httpx.Response], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.limit = asyncio.Semaphore(concurrency)
+        self.policy = policy or RetryPolicy()
+        self.classify = classify
+        self.before_request = before_request
+        self.after_response = after_response
+        self.stats = ClientStats()
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        idempotent = method.upper() in IDEMPOTENT
+        first = True
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.policy.attempts),
+                wait=_WaitWithRetryAfter(self.policy),
+                retry=retry_if_exception_type(RetryableError),
+                reraise=True,
+            ):
+                with attempt:
+                    if not first:
+                        self.stats.retries += 1
+                    first = False
+                    return await self._once(method, url, idempotent, **kwargs)
+        except RetryableError as exc:
+            raise GaveUp(f"{method} {url}: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(self, method: str, url: str, idempotent: bool, **kwargs: Any) -> httpx.Response:
+        if self.before_request is not None:
+            await self.before_request()
+        async with self.limit:
+            self.stats.requests += 1
+            try:
+                response = await self.client.request(method, url, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                raise RetryableError(f"cannot connect: {exc.__class__.__name__}") from exc
+            except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                if idempotent:
+                    raise RetryableError(f"no answer: {exc.__class__.__name__}") from exc
+                raise UncertainWrite(f"{method} {url}: {exc.__class__.__name__}") from exc
+        self.stats.by_status[response.status_code] += 1
+        if self.after_response is not None:
+            self.after_response(response)
+        if self.classify is not None:
+            verdict = self.classify(response)
+            if verdict is PASS:
+                return response
+            if isinstance(verdict, RetryableError):
+                raise verdict
+        if response.status_code in RETRY_STATUSES:
+            if response.status_code == 429 or response.status_code == 503 or idempotent:
+                raise RetryableError(f"HTTP {response.status_code}", retry_after_seconds(response))
+            raise UncertainWrite(f"{method} {url}: HTTP {response.status_code}")
+        return response
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def default_timeout(seconds: float = 10.0) -> httpx.Timeout:
+    return httpx.Timeout(seconds, connect=5.0)
+
+
+def default_limits(concurrency: int) -> httpx.Limits:
+    return httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)

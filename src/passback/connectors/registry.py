@@ -1,0 +1,39 @@
+"""From a saved connection to a live connector: the one place that knows every kind."""
+
+from __future__ import annotations
+
+from passback.connectors.base import Destination, Source
+from passback.store.connections import Connection
+
+SOURCE_KINDS = ("canvas",)
+DESTINATION_KINDS = ("powerschool",)
+
+
+class UnsupportedConnection(ValueError):
+    pass
+
+
+def open_source(connection: Connection, concurrency: int = 8) -> Source:
+    if connection.kind == "canvas":
+        from passback.connectors.canvas.client import CanvasClient
+        from passback.connectors.canvas.source import CanvasSource
+
+        return CanvasSource(CanvasClient(connection.base_url, connection.credentials["token"],
+                                         concurrency=concurrency))
+    raise UnsupportedConnection(
+        f"Connection {connection.name!r} is a {connection.kind} connection, which cannot be read "
+        f"from; sources are: {', '.join(SOURCE_KINDS)}."
+    )
+
+
+def open_destination(connection: Connection, concurrency: int = 8) -> Destination:
+    if connection.kind == "powerschool":
+        from passback.connectors.powerschool.destination import PowerSchoolClient, PowerTeacherProDestination
+
+        client = PowerSchoolClient(connection.base_url, connection.credentials["client_id"],
+                                   connection.credentials["client_secret"], concurrency=concurrency)
+        return PowerTeacherProDestination(client)
+    raise UnsupportedConnection(
+        f"Connection {connection.name!r} is a {connection.kind} connection, which cannot be written "
+        f"to; destinations are: {', '.join(DESTINATION_KINDS)}."
+    )

@@ -1,0 +1,1 @@
+"""Score and status conversion (X): the seeds' transfer tables as pure functions."""

@@ -1,0 +1,1 @@
+"""What every emulator shares: latency and fault injection, state on disk, serving."""

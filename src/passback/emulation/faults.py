@@ -1,0 +1,140 @@
+"""Latency and fault injection for the emulators, as ASGI middleware.
+
+Faults come in two families, because they test different promises:
+
+* before the handler runs (``429``, ``500``): the request had no effect; a client must
+  retry without giving up.
+* after the handler ran (``timeout``, ``reset``): the write happened but its answer is
+  lost; a client must retry without doubling it.
+
+The control paths (``/_emulator/...``) are never delayed or faulted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+FAULT_KINDS = ("429", "500", "timeout", "reset")
+
+
+@dataclass
+class FaultConfig:
+    latency_ms: float = 0.0
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = ("429", "500")
+    timeout_seconds: float = 30.0
+    seed: int | None = None
+    only_methods: tuple[str, ...] = ()
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+    injected: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.fault_kinds) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(
+                f"Unknown fault kind(s) {sorted(unknown)}; choose from {', '.join(FAULT_KINDS)}."
+            )
+        if self.seed is not None:
+            self.rng.seed(self.seed)
+
+    def update(self, values: dict[str, Any]) -> None:
+        for key in ("latency_ms", "fault_rate", "timeout_seconds"):
+            if key in values:
+                setattr(self, key, float(values[key]))
+        if "fault_kinds" in values:
+            kinds = tuple(values["fault_kinds"])
+            unknown = set(kinds) - set(FAULT_KINDS)
+            if unknown:
+                raise ValueError(f"Unknown fault kind(s) {sorted(unknown)}")
+            self.fault_kinds = kinds
+        if "only_methods" in values:
+            self.only_methods = tuple(m.upper() for m in values["only_methods"])
+        if values.get("seed") is not None:
+            self.rng.seed(int(values["seed"]))
+
+    def draw(self, method: str) -> str | None:
+        if self.fault_rate <= 0 or not self.fault_kinds:
+            return None
+        if self.only_methods and method not in self.only_methods:
+            return None
+        if self.rng.random() >= self.fault_rate:
+            return None
+        kind = self.rng.choice(self.fault_kinds)
+        self.injected[kind] = self.injected.get(kind, 0) + 1
+        return kind
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "latency_ms": self.latency_ms,
+            "fault_rate": self.fault_rate,
+            "fault_kinds": list(self.fault_kinds),
+            "timeout_seconds": self.timeout_seconds,
+            "only_methods": list(self.only_methods),
+            "injected": dict(self.injected),
+        }
+
+
+class FaultMiddleware:
+    def __init__(self, app: ASGIApp, config: FaultConfig, throttled_response: Any = None) -> None:
+        self.app = app
+        self.config = config
+        self.throttled_response = throttled_response or _json_response(
+            429, {"message": "Too Many Requests"}, {"retry-after": "1"}
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_emulator"):
+            await self.app(scope, receive, send)
+            return
+        config = self.config
+        if config.latency_ms > 0:
+            await asyncio.sleep(config.latency_ms / 1000.0)
+        kind = config.draw(scope["method"])
+        if kind == "429":
+            await _send(send, *self.throttled_response)
+            return
+        if kind == "500":
+            await _send(send, *_json_response(500, {"message": "Internal Server Error"}))
+            return
+        if kind is None:
+            await self.app(scope, receive, send)
+            return
+        # The write happens; its answer is withheld (timeout) or broken (reset).
+        captured: list[Message] = []
+
+        async def capture(message: Message) -> None:
+            captured.append(message)
+
+        await self.app(scope, receive, capture)
+        if kind == "timeout":
+            await asyncio.sleep(config.timeout_seconds)
+            for message in captured:
+                await send(message)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"1000"), (b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"trunc', "more_body": False})
+
+
+def _json_response(
+    status: int, body: Any, headers: dict[str, str] | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    return status, json.dumps(body).encode(), {"content-type": "application/json", **(headers or {})}
+
+
+async def _send(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
+    raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,159 @@
+"""The canonical gradebook (M1): what every source is read into and every rule reads.
+
+Sources differ in names and shapes; the rules and the conversion tables of the seeds
+are written once, against these types. Everything here is immutable so a snapshot can
+be planned twice and give the same plan.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class GradingType(StrEnum):
+    POINTS = "points"
+    PERCENT = "percent"
+    LETTER = "letter"
+    COMPLETE_INCOMPLETE = "complete_incomplete"
+    PASS_FAIL = "pass_fail"
+    GPA_SCALE = "gpa_scale"
+    NOT_GRADED = "not_graded"
+
+
+class AssignedTo(StrEnum):
+    EVERYONE = "everyone"
+    SECTIONS = "sections"
+    INDIVIDUALS = "individuals"
+
+
+class Term(_Frozen):
+    source_id: str
+    name: str
+    start: date | None = None
+    end: date | None = None
+
+
+class Course(_Frozen):
+    source_id: str
+    name: str
+    code: str | None = None
+    sis_id: str | None = None
+    term: Term | None = None
+    time_zone: str | None = None
+    html_url: str | None = None
+
+
+class Section(_Frozen):
+    source_id: str
+    name: str
+    sis_id: str | None = None
+
+
+class Student(_Frozen):
+    source_id: str
+    name: str
+    sis_id: str | None = None
+
+
+class Enrollment(_Frozen):
+    student_id: str
+    section_id: str
+
+
+class Category(_Frozen):
+    """An assignment group / grading category.
+
+    ``destination_ref`` is the destination category id the group was imported from
+    (Canvas keeps it in ``sis_source_id``); it is the stable link a rename cannot break.
+    """
+
+    source_id: str
+    name: str
+    imported: bool = False
+    destination_ref: str | None = None
+
+
+class GradingSchemeEntry(_Frozen):
+    name: str
+    min_fraction: float
+
+
+class Assignment(_Frozen):
+    source_id: str
+    name: str
+    description: str | None = None
+    due_at: datetime | None = None
+    points_possible: float | None = None
+    grading_type: GradingType = GradingType.POINTS
+    category_id: str | None = None
+    assigned_to: AssignedTo = AssignedTo.EVERYONE
+    section_ids: tuple[str, ...] = ()
+    mastery_paths: bool = False
+    sync: bool = True
+    published: bool = True
+    html_url: str | None = None
+
+
+class Score(_Frozen):
+    """One student's result on one assignment, as the source holds it now.
+
+    ``graded`` is false for a submission nobody has graded (or whose grade was
+    removed); ``resubmitted`` marks a grade that no longer matches the current
+    submission (Canvas ``grade_matches_current_submission`` false).
+    """
+
+    assignment_id: str
+    student_id: str
+    score: float | None = None
+    grade: str | None = None
+    graded: bool = False
+    late: bool = False
+    missing: bool = False
+    excused: bool = False
+    resubmitted: bool = False
+    graded_at: datetime | None = None
+
+
+class CourseSnapshot(_Frozen):
+    """Everything passback needs of one course, read at one moment."""
+
+    course: Course
+    sections: tuple[Section, ...]
+    students: tuple[Student, ...]
+    enrollments: tuple[Enrollment, ...]
+    categories: tuple[Category, ...]
+    assignments: tuple[Assignment, ...]
+    scores: tuple[Score, ...]
+    grading_scheme: tuple[GradingSchemeEntry, ...] = ()
+
+    def student_sections(self) -> dict[str, tuple[str, ...]]:
+        by_student: dict[str, list[str]] = {}
+        for enrollment in self.enrollments:
+            by_student.setdefault(enrollment.student_id, []).append(enrollment.section_id)
+        return {student: tuple(sections) for student, sections in by_student.items()}
+
+
+# --- the destination side -----------------------------------------------------------
+
+
+class DestinationCategory(_Frozen):
+    dest_id: str
+    section_id: str
+    name: str
+    active: bool = True
+
+
+class DestinationSection(_Frozen):
+    """A destination class section: its id and the students it holds (by SIS id)."""
+
+    dest_id: str
+    name: str
+    sis_id: str | None = None
+    student_ids: tuple[str, ...] = ()

@@ -1,0 +1,331 @@
+"""The planner: a course snapshot plus what was written before, turned into steps.
+
+Pure and deterministic: the same snapshot, destination context and identity map give
+the same plan, so a dry run shows exactly what a real run would write. Validation and
+conversion happen here, through the pure rule and conversion modules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from passback.connectors.base import (
+    AssignmentPayload,
+    DestinationContext,
+    DestinationProfile,
+    ScorePayload,
+)
+from passback.convert.scores import convert_score
+from passback.model import AssignedTo, Assignment, CourseSnapshot, Score
+from passback.rules.assignment_rules import AssignmentRuleContext, check_assignment
+from passback.rules.findings import Finding
+from passback.rules.score_rules import check_score
+from passback.store.identity import PENDING, IdentityIndex, IdentityRow
+
+ASSIGNMENT = "assignment"
+SCORE = "score"
+DESCRIPTION_LIMIT = 4000
+
+CREATE, UPDATE, DELETE, UNCHANGED, SKIP, ERROR = "create", "update", "delete", "unchanged", "skip", "error"
+OUTCOME_OF = {
+    CREATE: "created", UPDATE: "updated", DELETE: "deleted", UNCHANGED: "unchanged",
+    SKIP: "skipped", ERROR: "error",
+}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a run covers: a whole course, one assignment, or one student."""
+
+    course_id: str
+    assignment_id: str | None = None
+    student_id: str | None = None
+
+    @property
+    def whole_course(self) -> bool:
+        return self.assignment_id is None and self.student_id is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in {"course_id": self.course_id, "assignment_id": self.assignment_id,
+                                  "student_id": self.student_id}.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class ScoreStep:
+    key: str
+    assignment_id: str
+    student_id: str
+    action: str
+    section_id: str | None = None
+    dest_section_id: str | None = None
+    dest_student_id: str | None = None
+    payload: ScorePayload | None = None
+    previous: dict[str, Any] | None = None
+    finding: Finding | None = None
+
+
+@dataclass(frozen=True)
+class AssignmentStep:
+    key: str
+    assignment_id: str
+    name: str
+    action: str
+    payload: AssignmentPayload | None = None
+    identity: IdentityRow | None = None
+    findings: tuple[Finding, ...] = ()
+    scores: tuple[ScoreStep, ...] = ()
+    html_url: str | None = None
+
+    @property
+    def value_hash(self) -> str | None:
+        return value_hash(self.payload.as_value()) if self.payload else None
+
+
+@dataclass
+class Plan:
+    course_id: str
+    course_url: str | None
+    steps: list[AssignmentStep] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counter: Counter[str] = Counter()
+        for step in self.steps:
+            counter[OUTCOME_OF[step.action]] += 1
+            for score in step.scores:
+                counter[OUTCOME_OF[score.action]] += 1
+        return {outcome: counter.get(outcome, 0) for outcome in OUTCOME_OF.values()}
+
+    def writes(self) -> int:
+        return sum(
+            (step.action in (CREATE, UPDATE, DELETE))
+            + sum(s.action in (CREATE, UPDATE, DELETE) for s in step.scores)
+            for step in self.steps
+        )
+
+
+def value_hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def assignment_key(course_id: str, assignment_id: str) -> str:
+    return f"{course_id}:{assignment_id}"
+
+
+def score_key(course_id: str, assignment_id: str, student_id: str) -> str:
+    return f"{course_id}:{assignment_id}:{student_id}"
+
+
+def plain_text(description: str | None) -> str:
+    """Canvas descriptions are HTML; PowerTeacher Pro holds plain text up to 4000 characters."""
+    if not description:
+        return ""
+    text = re.sub(r"<(br|/p|/div|/li)[^>]*>", "\n", description, flags=re.IGNORECASE)
+    text = html.unescape(re.sub(r"<[^>]+>", "", text))
+    text = re.sub(r"[ \t]+", " ", text)
+    text = re.sub(r"\n\s*\n+", "\n", text).strip()
+    return text[:DESCRIPTION_LIMIT]
+
+
+def local_due_date(assignment: Assignment, time_zone: str | None) -> date | None:
+    if assignment.due_at is None:
+        return None
+    try:
+        zone = ZoneInfo(time_zone) if time_zone else None
+    except ZoneInfoNotFoundError:
+        zone = None
+    return assignment.due_at.astimezone(zone).date() if zone else assignment.due_at.date()
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    snapshot: CourseSnapshot
+    destination: DestinationContext
+    identities: IdentityIndex
+    profile: DestinationProfile
+    district_title_limit: int
+    scope: Scope
+    course_url: str | None = None
+
+
+def build_plan(inputs: PlanInputs) -> Plan:
+    snapshot, dest, scope = inputs.snapshot, inputs.destination, inputs.scope
+    course_id = snapshot.course.source_id
+    sections_to_dest = {
+        s.source_id: s.sis_id for s in snapshot.sections if s.sis_id and s.sis_id in dest.sections
+    }
+    categories = {c.source_id: c for c in snapshot.categories}
+    rule_ctx = AssignmentRuleContext(
+        term=snapshot.course.term,
+        categories=categories,
+        mapped_category_ids=frozenset(c.source_id for c in snapshot.categories if c.destination_ref),
+        profile=inputs.profile,
+        district_title_limit=inputs.district_title_limit,
+    )
+    student_sections = snapshot.student_sections()
+    student_sis = {s.source_id: s.sis_id for s in snapshot.students}
+    scores_by_assignment: dict[str, list[Score]] = {}
+    for score in snapshot.scores:
+        scores_by_assignment.setdefault(score.assignment_id, []).append(score)
+
+    plan = Plan(course_id=course_id, course_url=inputs.course_url)
+    for assignment in sorted(snapshot.assignments, key=lambda a: int(a.source_id) if a.source_id.isdigit() else 0):
+        if scope.assignment_id and assignment.source_id != scope.assignment_id:
+            continue
+        plan.steps.append(
+            _plan_assignment(
+                assignment, inputs, rule_ctx, sections_to_dest, student_sections, student_sis,
+                scores_by_assignment.get(assignment.source_id, []),
+            )
+        )
+    if scope.whole_course:
+        present = {a.source_id for a in snapshot.assignments}
+        for (kind, key), row in sorted(inputs.identities.items()):
+            if kind != ASSIGNMENT or row.dest_id is None:
+                continue
+            source_assignment = key.split(":", 1)[1]
+            if source_assignment not in present:
+                plan.steps.append(AssignmentStep(
+                    key=key, assignment_id=source_assignment,
+                    name=(row.value or {}).get("name", source_assignment), action=DELETE, identity=row,
+                ))
+    return plan
+
+
+def _plan_assignment(
+    assignment: Assignment,
+    inputs: PlanInputs,
+    rule_ctx: AssignmentRuleContext,
+    sections_to_dest: dict[str, str],
+    student_sections: dict[str, tuple[str, ...]],
+    student_sis: dict[str, str | None],
+    scores: list[Score],
+) -> AssignmentStep:
+    course_id = inputs.snapshot.course.source_id
+    key = assignment_key(course_id, assignment.source_id)
+    identity = inputs.identities.get((ASSIGNMENT, key))
+    base = {"key": key, "assignment_id": assignment.source_id, "name": assignment.name,
+            "identity": identity, "html_url": assignment.html_url}
+    findings = check_assignment(assignment, rule_ctx)
+    if findings:
+        return AssignmentStep(action=SKIP if findings[0].outcome == "skipped" else ERROR,
+                              findings=tuple(findings), **base)
+
+    source_sections = (
+        assignment.section_ids if assignment.assigned_to is AssignedTo.SECTIONS
+        else tuple(s.source_id for s in inputs.snapshot.sections)
+    )
+    dest_sections = tuple(sorted({sections_to_dest[s] for s in source_sections if s in sections_to_dest}))
+    if not dest_sections:
+        section = next((s for s in inputs.snapshot.sections if s.source_id in source_sections), None)
+        finding = Finding("section-not-in-destination", {
+            "assignment_name": assignment.name,
+            "section_name": section.name if section else "(none)",
+            "section_sis_id": section.sis_id if section else None,
+        })
+        return AssignmentStep(action=ERROR, findings=(finding,), **base)
+
+    category = rule_ctx.categories[assignment.category_id or ""]
+    category_ids: dict[str, str] = {}
+    for dest_section in dest_sections:
+        valid = {c.dest_id for c in inputs.destination.categories.get(dest_section, []) if c.active}
+        if category.destination_ref not in valid:
+            finding = Finding("category-not-valid-for-section", {
+                "assignment_name": assignment.name, "category_name": category.name,
+                "dest_section_id": dest_section,
+            })
+            return AssignmentStep(action=ERROR, findings=(finding,), **base)
+        category_ids[dest_section] = str(category.destination_ref)
+
+    due = local_due_date(assignment, inputs.snapshot.course.time_zone)
+    assert due is not None and assignment.points_possible is not None  # guaranteed by the rules
+    payload = AssignmentPayload(
+        section_ids=dest_sections,
+        name=assignment.name,
+        description=plain_text(assignment.description),
+        due_date=due,
+        points_possible=assignment.points_possible,
+        extra_credit_points=0.0,
+        category_ids=category_ids,
+    )
+    if identity is None or identity.state == PENDING or identity.dest_id is None:
+        action = CREATE
+    elif identity.value_hash != value_hash(payload.as_value()):
+        action = UPDATE
+    else:
+        action = UNCHANGED
+
+    steps = []
+    for score in sorted(scores, key=lambda s: s.student_id):
+        if inputs.scope.student_id and score.student_id != inputs.scope.student_id:
+            continue
+        steps.append(_plan_score(
+            score, assignment, inputs, set(source_sections), sections_to_dest,
+            student_sections.get(score.student_id, ()), student_sis.get(score.student_id),
+        ))
+    return AssignmentStep(action=action, payload=payload, scores=tuple(steps), **base)
+
+
+def _plan_score(
+    score: Score,
+    assignment: Assignment,
+    inputs: PlanInputs,
+    assignment_sections: set[str],
+    sections_to_dest: dict[str, str],
+    enrolled_in: tuple[str, ...],
+    sis_id: str | None,
+) -> ScoreStep:
+    course_id = inputs.snapshot.course.source_id
+    key = score_key(course_id, assignment.source_id, score.student_id)
+    previous_row = inputs.identities.get((SCORE, key))
+    previous = previous_row.value if previous_row else None
+    section_id = next((s for s in enrolled_in if s in assignment_sections), None)
+    dest_section = sections_to_dest.get(section_id or "")
+    dest_student = inputs.destination.student_ids.get(sis_id or "")
+    roster = inputs.destination.sections[dest_section].student_ids if dest_section else ()
+    in_roster = dest_student is not None and dest_student in roster
+    base = {
+        "key": key, "assignment_id": assignment.source_id, "student_id": score.student_id,
+        "section_id": section_id, "dest_section_id": dest_section, "dest_student_id": dest_student,
+        "previous": previous,
+    }
+    written = previous is not None
+    finding = check_score(
+        score,
+        section_id=section_id,
+        dest_student_id=dest_student if in_roster else None,
+        dest_assignment_section_id=dest_section if in_roster else None,
+        previously_written=written,
+    )
+    if finding is not None:
+        if finding.code == "missing-not-sent" and written and in_roster:
+            return ScoreStep(action=DELETE, payload=ScorePayload(points=None), **base)
+        if finding.code == "student-not-in-destination-section":
+            finding = Finding(finding.code, finding.context | {
+                "dest_student_id": dest_student or f"(no student with SIS id {sis_id})",
+                "dest_assignment_section_id": dest_section or "(no section)",
+            })
+        return ScoreStep(action=SKIP if finding.outcome == "skipped" else ERROR, finding=finding, **base)
+    payload = convert_score(score, assignment, inputs.snapshot.grading_scheme)
+    if payload is None:
+        if written:
+            return ScoreStep(action=DELETE, payload=ScorePayload(points=None), **base)
+        return ScoreStep(action=SKIP, finding=Finding("student-not-graded", base_context(score, section_id)), **base)
+    if previous is None or previous_row is None or previous_row.state == PENDING:
+        action = CREATE
+    elif previous != payload.as_value():
+        action = UPDATE
+    else:
+        action = UNCHANGED
+    return ScoreStep(action=action, payload=payload, **base)
+
+
+def base_context(score: Score, section_id: str | None) -> dict[str, Any]:
+    return {"student_id": score.student_id, "assignment_id": score.assignment_id, "section_id": section_id}

@@ -1,0 +1,1 @@
+"""Validation rules (V) and the error catalogue: pure, no I/O."""

@@ -1,0 +1,284 @@
+"""The error catalogue: every reason an item does not sync, with its meaning and its fix.
+
+Seed 000's nine Grade Sync errors keep their number (``seed_error``) and their wording;
+the assignment requirements of the same page have entries of their own. Codes are
+stable: the run history stores them, the dashboard and ``passback errors`` read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    code: str
+    outcome: str  # "error" or "skipped"
+    message: str  # a template over the item's context
+    meaning: str
+    fix: str
+    seed_error: int | None = None
+
+    def render(self, **context: Any) -> str:
+        return self.message.format_map(_Lenient(context))
+
+    def render_fix(self, **context: Any) -> str:
+        return self.fix.format_map(_Lenient(context))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Lenient(dict):  # type: ignore[type-arg]
+    """Leaves an unknown placeholder visible instead of failing the whole run."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+_ENTRIES = [
+    # --- seed 000, "Troubleshooting Errors", errors 1 to 9 ---------------------------
+    CatalogueEntry(
+        code="not-in-imported-group",
+        seed_error=1,
+        outcome="error",
+        message=(
+            "Assignment {assignment_name} is not in an imported/synced assignment group in "
+            "Canvas. Please ensure all assignments set to Post to SIS are in an "
+            "imported/synced category."
+        ),
+        meaning="Sync to SIS is enabled for an assignment that is not in an assignment category.",
+        fix=(
+            "Disable Sync to SIS for that assignment or move it to an imported assignment "
+            "category."
+        ),
+    ),
+    CatalogueEntry(
+        code="duplicate-destination-assignment",
+        seed_error=2,
+        outcome="error",
+        message=(
+            "An assignment already exists with this name {assignment_name} and due date "
+            "{due_date} for one or more classes."
+        ),
+        meaning=(
+            "An assignment was created manually in PowerTeacher Pro with the same name as the "
+            "assignment in Canvas."
+        ),
+        fix="Delete the assignment(s) in PowerTeacher Pro and then run another sync.",
+    ),
+    CatalogueEntry(
+        code="student-not-graded",
+        seed_error=3,
+        outcome="skipped",
+        message=(
+            "Cannot export Canvas submission in section {section_id} assignment "
+            "{assignment_id} for student student_{student_id}"
+        ),
+        meaning=(
+            "A specific assignment for a specific student does not have a grade to send to "
+            "PowerTeacher Pro."
+        ),
+        fix=(
+            "Find the student. Search for student_{student_id} from the People page in your "
+            "course. Find the assignment. Add \"/assignments/{assignment_id}\" to the end of "
+            "your course URL. Grade the assignment for that student and sync grades again."
+        ),
+    ),
+    CatalogueEntry(
+        code="grading-category-missing",
+        seed_error=4,
+        outcome="error",
+        message="Grading Category missing for assignment {assignment_name}",
+        meaning="The assignment is outside of an imported assignment group.",
+        fix=(
+            "Move the assignment into an imported assignment group and sync again, or disable "
+            "Sync to SIS for the assignment."
+        ),
+    ),
+    CatalogueEntry(
+        code="points-possible-none",
+        seed_error=5,
+        outcome="error",
+        message="Score entry points is required",
+        meaning='One or more assignments in Canvas have a points possible of "none".',
+        fix='Change assignment(s) in Canvas to be out of 0 points instead of "none".',
+    ),
+    CatalogueEntry(
+        code="student-not-in-destination-section",
+        seed_error=6,
+        outcome="error",
+        message=(
+            "Student.id {dest_student_id} does not have an AssignmentStudentAssociation in "
+            "AssignmentSection.Id {dest_assignment_section_id}"
+        ),
+        meaning=(
+            "The student is incorrectly enrolled. It could be a manual enrollment or the "
+            "student is enrolled in the wrong section."
+        ),
+        fix=(
+            "Submit a Help Desk ticket. Include in the ticket: the student (student_"
+            "{student_id}), the course, the section ({section_id}) and the assignment "
+            "({assignment_id})."
+        ),
+    ),
+    CatalogueEntry(
+        code="category-not-valid-for-section",
+        seed_error=7,
+        outcome="error",
+        message="TeacherCategoryID is not active or does not belong to lead teacher for Section",
+        meaning="Assignment categories do not match across all sections in PowerTeacher Pro.",
+        fix="Re-import Assignment Groups and try to sync again.",
+    ),
+    CatalogueEntry(
+        code="score-removed-after-grading",
+        seed_error=8,
+        outcome="error",
+        message=(
+            "Unable to post score for student (student_{student_id}) in assignment "
+            "({assignment_id}). Score has been removed after original grading took place."
+        ),
+        meaning="The student submitted an assignment again that has not been re-graded.",
+        fix="Regrade the assignment and sync again.",
+    ),
+    CatalogueEntry(
+        code="name-over-destination-limit",
+        seed_error=9,
+        outcome="error",
+        message=(
+            'Unable to create assignment {assignment_name}. "Value may not contain more than '
+            '50 character(s)."'
+        ),
+        meaning="The name of the assignment is to long.",
+        fix="Edit the name of the assignment to 50 or less characters.",
+    ),
+    # --- seed 000, "Assignment Requirements" ----------------------------------------
+    CatalogueEntry(
+        code="due-date-missing",
+        outcome="error",
+        message="Assignment {assignment_name} has no due date.",
+        meaning="Due dates are required for assignment and grade passback.",
+        fix="Give the assignment a due date within the course term and sync again.",
+    ),
+    CatalogueEntry(
+        code="due-date-outside-term",
+        outcome="error",
+        message=(
+            "The due date {due_date} of assignment {assignment_name} is outside the course "
+            "term ({term_start} to {term_end})."
+        ),
+        meaning="The due date must be within range of the course term.",
+        fix="Move the due date inside the course term and sync again.",
+    ),
+    CatalogueEntry(
+        code="name-over-district-limit",
+        outcome="error",
+        message="Name is too long, must be under {limit_plus_one} characters",
+        meaning=(
+            "The assignment title is longer than the district allows ({limit} characters)."
+        ),
+        fix="Shorten the assignment name to {limit} characters or fewer and sync again.",
+    ),
+    CatalogueEntry(
+        code="assigned-to-individuals",
+        outcome="error",
+        message=(
+            "Assignment {assignment_name} is assigned to individual students. PowerSchool "
+            "does not support Canvas differentiated assignment functionality."
+        ),
+        meaning=(
+            'Assignments must be assigned to "Everyone" or a specific section, not individual '
+            "students."
+        ),
+        fix='Set "Assign to" to Everyone or to whole sections, or disable Sync to SIS.',
+    ),
+    CatalogueEntry(
+        code="mastery-paths",
+        outcome="error",
+        message="Mastery Paths assignment {assignment_name} will not sync to PowerTeacher Pro.",
+        meaning="Mastery Paths assignments will not sync to PowerTeacher Pro.",
+        fix="Disable Sync to SIS for this assignment and enter its grades by hand.",
+    ),
+    CatalogueEntry(
+        code="sync-off",
+        outcome="skipped",
+        message="Sync to SIS is off for assignment {assignment_name}.",
+        meaning="The teacher has not chosen to send this assignment.",
+        fix="Turn on Sync to SIS for the assignment if it should be sent.",
+    ),
+    CatalogueEntry(
+        code="unpublished",
+        outcome="skipped",
+        message="Assignment {assignment_name} is not published.",
+        meaning="Unpublished assignments are not sent to the gradebook of record.",
+        fix="Publish the assignment when it is ready and sync again.",
+    ),
+    CatalogueEntry(
+        code="section-not-in-destination",
+        outcome="error",
+        message=(
+            "Section {section_name} has no matching section in the destination "
+            "(SIS id {section_sis_id})."
+        ),
+        meaning="The course section is not linked to a section of the gradebook of record.",
+        fix=(
+            "Check the section's SIS id in the source against the destination's sections; "
+            "a manual course cannot sync (Grade Passback only works with SIS courses)."
+        ),
+    ),
+    CatalogueEntry(
+        code="missing-not-sent",
+        outcome="skipped",
+        message=(
+            "Submission of student_{student_id} for assignment {assignment_id} is missing: "
+            "nothing is sent, PowerTeacher Pro shows a blank."
+        ),
+        meaning="Missing does not pass, displays as blank (never as a zero).",
+        fix="Grade or excuse the submission in the source if the destination should hold a value.",
+    ),
+    CatalogueEntry(
+        code="destination-assignment-missing",
+        outcome="error",
+        message=(
+            "The destination assignment {dest_assignment_id} linked to {assignment_name} no "
+            "longer exists; the link was released."
+        ),
+        meaning="The assignment was deleted in the destination after passback created or linked it.",
+        fix="Sync again: the assignment is created anew (or link it to another destination assignment).",
+    ),
+    CatalogueEntry(
+        code="destination-auth",
+        outcome="error",
+        message="The destination refused passback's credentials: {detail}",
+        meaning="The plugin credentials are wrong, revoked or expired.",
+        fix="Check the plugin's client id and secret and save the connection again.",
+    ),
+    CatalogueEntry(
+        code="destination-rejected",
+        outcome="error",
+        message="The destination refused the write: {detail}",
+        meaning="The destination answered with an error passback has no entry for.",
+        fix="Read the destination's message; fix the data it names and sync again.",
+    ),
+    CatalogueEntry(
+        code="destination-unreachable",
+        outcome="error",
+        message="The destination could not be reached after retries: {detail}",
+        meaning="The write was not confirmed; nothing was recorded as written.",
+        fix="Check the destination's availability and sync again; nothing will be doubled.",
+    ),
+]
+
+CATALOGUE: dict[str, CatalogueEntry] = {entry.code: entry for entry in _ENTRIES}
+
+
+def entry(code: str) -> CatalogueEntry:
+    return CATALOGUE[code]
+
+
+def by_seed_error(number: int) -> CatalogueEntry:
+    for candidate in _ENTRIES:
+        if candidate.seed_error == number:
+            return candidate
+    raise KeyError(number)

@@ -1,0 +1,1 @@
+"""Ways to run a sync: in-process here; the distributed engine calls the same function."""

@@ -1,0 +1,63 @@
+"""Run syncs in this process: open the store and the connectors, sync, close.
+
+The CLI calls these; a distributed worker calls the same ``sync_course`` underneath,
+so the two differ only in who calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from passback.connectors.registry import open_destination, open_source
+from passback.plan import Scope
+from passback.settings import Settings
+from passback.store.connections import get_connection
+from passback.store.db import Store
+from passback.store.identity import Pairing
+from passback.sync import Plan, Progress, RunResult, SyncRequest, sync_course
+from passback.vault import load_key
+
+
+@dataclass(frozen=True)
+class Route:
+    source: str
+    destination: str
+
+
+async def sync_courses(
+    store: Store,
+    settings: Settings,
+    route: Route,
+    scopes: list[Scope] | None = None,
+    *,
+    all_courses: bool = False,
+    trigger: str = "manual",
+    actor: str = "cli",
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    on_course: Callable[[str, Plan], None] | None = None,
+) -> list[RunResult]:
+    key = load_key(settings)
+    source_conn = get_connection(store, key, route.source)
+    dest_conn = get_connection(store, key, route.destination)
+    source = open_source(source_conn, settings.concurrency)
+    destination = open_destination(dest_conn, settings.concurrency)
+    pairing = Pairing(source_conn.id, dest_conn.id)
+    try:
+        if all_courses:
+            scopes = [Scope(course_id=c) for c in await source.list_course_ids()]
+        results = []
+        for scope in scopes or []:
+            request = SyncRequest(
+                scope=scope, trigger=trigger, actor=actor, dry_run=dry_run,
+                district_title_limit=settings.district_title_limit, concurrency=settings.concurrency,
+            )
+            results.append(await sync_course(
+                store, source, destination, pairing, request, progress,
+                on_plan=(lambda plan, c=scope.course_id: on_course(c, plan)) if on_course else None,
+            ))
+        return results
+    finally:
+        await asyncio.gather(source.aclose(), destination.aclose())

@@ -1,0 +1,1 @@
+"""The sandbox district: emulated Canvas and PowerSchool with generated data."""

@@ -1,0 +1,181 @@
+"""Run history (M3) and the audit log: what each run did to each item, kept forever."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from passback.store.db import Store
+from passback.store.identity import Pairing
+from passback.store.tables import audit_log, run_items, runs
+
+OUTCOMES = ("created", "updated", "unchanged", "deleted", "skipped", "error")
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    object_kind: str
+    source_id: str
+    outcome: str
+    dest_id: str | None = None
+    code: str | None = None
+    message: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    action: str
+    source_assignment_id: str
+    source_student_id: str
+    dest_assignment_id: str | None
+    dest_student_id: str | None
+    old_value: Any
+    new_value: Any
+
+
+def empty_counts() -> dict[str, int]:
+    return {outcome: 0 for outcome in OUTCOMES}
+
+
+def start_run(
+    store: Store,
+    pairing: Pairing,
+    *,
+    trigger: str,
+    scope: dict[str, Any],
+    actor: str,
+    dry_run: bool,
+) -> str:
+    run_id = str(uuid.uuid4())
+    with store.engine.begin() as db:
+        db.execute(
+            runs.insert().values(
+                id=run_id,
+                source_connection_id=pairing.source_connection_id,
+                destination_connection_id=pairing.destination_connection_id,
+                trigger=trigger,
+                scope=scope,
+                actor=actor,
+                dry_run=dry_run,
+                status="running",
+                started_at=datetime.now(UTC),
+                counts=empty_counts(),
+                stats={},
+            )
+        )
+    return run_id
+
+
+def record_items(db: sa.Connection, run_id: str, items: list[ItemOutcome]) -> None:
+    if not items:
+        return
+    db.execute(
+        run_items.insert(),
+        [
+            {
+                "run_id": run_id,
+                "object_kind": item.object_kind,
+                "source_id": item.source_id,
+                "dest_id": item.dest_id,
+                "outcome": item.outcome,
+                "code": item.code,
+                "message": item.message,
+                "context": item.context,
+            }
+            for item in items
+        ],
+    )
+
+
+def record_audit(
+    db: sa.Connection, run_id: str, destination_connection_id: int, entries: list[AuditEntry]
+) -> None:
+    if not entries:
+        return
+    now = datetime.now(UTC)
+    db.execute(
+        audit_log.insert(),
+        [
+            {
+                "run_id": run_id,
+                "at": now,
+                "destination_connection_id": destination_connection_id,
+                "action": entry.action,
+                "source_assignment_id": entry.source_assignment_id,
+                "source_student_id": entry.source_student_id,
+                "dest_assignment_id": entry.dest_assignment_id,
+                "dest_student_id": entry.dest_student_id,
+                "old_value": entry.old_value,
+                "new_value": entry.new_value,
+            }
+            for entry in entries
+        ],
+    )
+
+
+def finish_run(
+    store: Store,
+    run_id: str,
+    *,
+    counts: dict[str, int],
+    stats: dict[str, Any],
+    failure: str | None = None,
+) -> str:
+    if failure:
+        status = "failed"
+    elif counts.get("error"):
+        status = "completed_with_errors"
+    else:
+        status = "succeeded"
+    with store.engine.begin() as db:
+        db.execute(
+            runs.update()
+            .where(runs.c.id == run_id)
+            .values(
+                status=status,
+                finished_at=datetime.now(UTC),
+                counts=counts,
+                stats=stats,
+                failure=failure,
+            )
+        )
+    return status
+
+
+def list_runs(store: Store, limit: int = 20) -> list[dict[str, Any]]:
+    with store.engine.connect() as db:
+        rows = db.execute(sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)).all()
+    return [dict(row._mapping) for row in rows]
+
+
+def get_run(store: Store, run_id: str) -> dict[str, Any] | None:
+    """A run by id, or by a unique prefix of its id (as people type them)."""
+    with store.engine.connect() as db:
+        rows = db.execute(
+            sa.select(runs).where(runs.c.id.startswith(run_id, autoescape=True)).limit(2)
+        ).all()
+    if len(rows) != 1:
+        return None
+    return dict(rows[0]._mapping)
+
+
+def get_run_items(
+    store: Store, run_id: str, outcomes: tuple[str, ...] | None = None
+) -> list[dict[str, Any]]:
+    query = sa.select(run_items).where(run_items.c.run_id == run_id).order_by(run_items.c.id)
+    if outcomes:
+        query = query.where(run_items.c.outcome.in_(outcomes))
+    with store.engine.connect() as db:
+        return [dict(row._mapping) for row in db.execute(query).all()]
+
+
+def count_audit(store: Store, run_id: str) -> int:
+    with store.engine.connect() as db:
+        return db.execute(
+            sa.select(sa.func.count()).select_from(audit_log).where(audit_log.c.run_id == run_id)
+        ).scalar_one()

@@ -1,0 +1,131 @@
+"""The identity map (M2): source id to destination id, and the value last written.
+
+The value last written is what makes a sync incremental (unchanged values are not
+sent) and what later lets passback notice a grade edited by hand in the destination.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from passback.store.db import Store
+from passback.store.tables import identity_map
+
+PENDING = "pending"
+SYNCED = "synced"
+
+
+@dataclass(frozen=True)
+class IdentityRow:
+    object_kind: str
+    source_id: str
+    dest_id: str | None
+    value_hash: str | None
+    value: Any
+    state: str = SYNCED
+    natural_key: Any = None
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """The two connections a sync moves grades between."""
+
+    source_connection_id: int
+    destination_connection_id: int
+
+
+IdentityIndex = dict[tuple[str, str], IdentityRow]
+
+
+def load_identities(
+    store: Store, pairing: Pairing, kinds: tuple[str, ...], source_prefix: str | None = None
+) -> IdentityIndex:
+    """All identity rows of the pairing for these kinds, keyed by (kind, source id)."""
+    query = sa.select(identity_map).where(
+        identity_map.c.source_connection_id == pairing.source_connection_id,
+        identity_map.c.destination_connection_id == pairing.destination_connection_id,
+        identity_map.c.object_kind.in_(kinds),
+    )
+    if source_prefix is not None:
+        query = query.where(identity_map.c.source_id.startswith(source_prefix, autoescape=True))
+    with store.engine.connect() as db:
+        rows = db.execute(query).all()
+    return {
+        (row.object_kind, row.source_id): IdentityRow(
+            object_kind=row.object_kind,
+            source_id=row.source_id,
+            dest_id=row.dest_id,
+            value_hash=row.value_hash,
+            value=row.value,
+            state=row.state,
+            natural_key=row.natural_key,
+        )
+        for row in rows
+    }
+
+
+def _insert_for(store: Store):  # type: ignore[no-untyped-def]
+    if store.engine.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
+
+
+def upsert_identities(db: sa.Connection, store: Store, pairing: Pairing, rows: list[IdentityRow]) -> None:
+    """Write many identity rows in one statement, inside the caller's transaction."""
+    if not rows:
+        return
+    now = datetime.now(UTC)
+    insert = _insert_for(store)(identity_map)
+    statement = insert.on_conflict_do_update(
+        index_elements=[
+            identity_map.c.source_connection_id,
+            identity_map.c.destination_connection_id,
+            identity_map.c.object_kind,
+            identity_map.c.source_id,
+        ],
+        set_={
+            "dest_id": insert.excluded.dest_id,
+            "value_hash": insert.excluded.value_hash,
+            "value": insert.excluded.value,
+            "state": insert.excluded.state,
+            "natural_key": insert.excluded.natural_key,
+            "updated_at": insert.excluded.updated_at,
+        },
+    )
+    db.execute(
+        statement,
+        [
+            {
+                "source_connection_id": pairing.source_connection_id,
+                "destination_connection_id": pairing.destination_connection_id,
+                "object_kind": row.object_kind,
+                "source_id": row.source_id,
+                "dest_id": row.dest_id,
+                "value_hash": row.value_hash,
+                "value": row.value,
+                "state": row.state,
+                "natural_key": row.natural_key,
+                "updated_at": now,
+            }
+            for row in rows
+        ],
+    )
+
+
+def delete_identities(
+    db: sa.Connection, pairing: Pairing, keys: list[tuple[str, str]]
+) -> None:
+    for kind, source_id in keys:
+        db.execute(
+            identity_map.delete().where(
+                identity_map.c.source_connection_id == pairing.source_connection_id,
+                identity_map.c.destination_connection_id == pairing.destination_connection_id,
+                identity_map.c.object_kind == kind,
+                identity_map.c.source_id == source_id,
+            )
+        )

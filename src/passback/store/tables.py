@@ -1,0 +1,107 @@
+"""Table definitions (SQLAlchemy Core), shared by the repositories and the migrations.
+
+Core rather than the ORM: the hot path writes identity rows and run items in
+batches, and Core's executemany is the cheapest way to do that on both dialects.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+connections = sa.Table(
+    "connections",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("base_url", sa.String(500), nullable=False),
+    sa.Column("credentials", sa.Text, nullable=False),
+    sa.Column("settings", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+identity_map = sa.Table(
+    "identity_map",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False),
+    sa.Column(
+        "destination_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False
+    ),
+    sa.Column("object_kind", sa.String(30), nullable=False),
+    sa.Column("source_id", sa.String(200), nullable=False),
+    sa.Column("dest_id", sa.String(200), nullable=True),
+    sa.Column("natural_key", sa.JSON, nullable=True),
+    sa.Column("value_hash", sa.String(64), nullable=True),
+    sa.Column("value", sa.JSON, nullable=True),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint(
+        "source_connection_id",
+        "destination_connection_id",
+        "object_kind",
+        "source_id",
+        name="uq_identity_map_key",
+    ),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("source_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False),
+    sa.Column(
+        "destination_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False
+    ),
+    sa.Column("trigger", sa.String(20), nullable=False),
+    sa.Column("scope", sa.JSON, nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(30), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("counts", sa.JSON, nullable=False),
+    sa.Column("stats", sa.JSON, nullable=False),
+    sa.Column("failure", sa.Text, nullable=True),
+)
+
+run_items = sa.Table(
+    "run_items",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.String(36), sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("object_kind", sa.String(30), nullable=False),
+    sa.Column("source_id", sa.String(200), nullable=False),
+    sa.Column("dest_id", sa.String(200), nullable=True),
+    sa.Column("outcome", sa.String(20), nullable=False),
+    sa.Column("code", sa.String(60), nullable=True),
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("context", sa.JSON, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.String(36), sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column(
+        "destination_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False
+    ),
+    sa.Column("action", sa.String(20), nullable=False),
+    sa.Column("source_assignment_id", sa.String(200), nullable=False),
+    sa.Column("source_student_id", sa.String(200), nullable=False),
+    sa.Column("dest_assignment_id", sa.String(200), nullable=True),
+    sa.Column("dest_student_id", sa.String(200), nullable=True),
+    sa.Column("old_value", sa.JSON, nullable=True),
+    sa.Column("new_value", sa.JSON, nullable=True),
+)

@@ -75,7 +75,7 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
 
 class _WaitWithRetryAfter:
     def __init__(self, policy: RetryPolicy) -> None:
-        self.backoff = wait_exponential_jitter(initial=policy.initial_wait, max=policy.max_wait)
+        self.backoff = wait_exponential_jitter(multiplier=policy.initial_wait, max=policy.max_wait)
 
     def __call__(self, retry_state: Any) -> float:
         backoff = self.backoff(retry_state)
@@ -165,8 +165,8 @@ class HttpClient:
         await self.client.aclose()
 
 
-def default_timeout(seconds: float = 10.0) -> httpx.Timeout:
-    return httpx.Timeout(seconds, connect=5.0)
+def default_timeout(seconds: float = 30.0) -> httpx.Timeout:
+    return httpx.Timeout(seconds, connect=min(seconds, 5.0))
 
 
 def default_limits(concurrency: int) -> httpx.Limits:

@@ -13,25 +13,26 @@ class UnsupportedConnection(ValueError):
     pass
 
 
-def open_source(connection: Connection, concurrency: int = 8) -> Source:
+def open_source(connection: Connection, concurrency: int = 8, timeout: float = 30.0) -> Source:
     if connection.kind == "canvas":
         from passback.connectors.canvas.client import CanvasClient
         from passback.connectors.canvas.source import CanvasSource
 
         return CanvasSource(CanvasClient(connection.base_url, connection.credentials["token"],
-                                         concurrency=concurrency))
+                                         concurrency=concurrency, timeout=timeout))
     raise UnsupportedConnection(
         f"Connection {connection.name!r} is a {connection.kind} connection, which cannot be read "
         f"from; sources are: {', '.join(SOURCE_KINDS)}."
     )
 
 
-def open_destination(connection: Connection, concurrency: int = 8) -> Destination:
+def open_destination(connection: Connection, concurrency: int = 8, timeout: float = 30.0) -> Destination:
     if connection.kind == "powerschool":
         from passback.connectors.powerschool.destination import PowerSchoolClient, PowerTeacherProDestination
 
         client = PowerSchoolClient(connection.base_url, connection.credentials["client_id"],
-                                   connection.credentials["client_secret"], concurrency=concurrency)
+                                   connection.credentials["client_secret"], concurrency=concurrency,
+                                   timeout=timeout)
         return PowerTeacherProDestination(client)
     raise UnsupportedConnection(
         f"Connection {connection.name!r} is a {connection.kind} connection, which cannot be written "

@@ -42,8 +42,8 @@ async def sync_courses(
     key = load_key(settings)
     source_conn = get_connection(store, key, route.source)
     dest_conn = get_connection(store, key, route.destination)
-    source = open_source(source_conn, settings.concurrency)
-    destination = open_destination(dest_conn, settings.concurrency)
+    source = open_source(source_conn, settings.concurrency, settings.http_timeout)
+    destination = open_destination(dest_conn, settings.concurrency, settings.http_timeout)
     pairing = Pairing(source_conn.id, dest_conn.id)
     try:
         if all_courses:

@@ -62,7 +62,7 @@ class CanvasThrottle:
         )
         if throttled:
             self.remaining = 0.0
-            return RetryableError("Canvas rate limit exceeded", wait=self.max_pause / 2)
+            return RetryableError("Canvas rate limit exceeded", wait=min(self.max_pause, 1.0))
         return None
 
 
@@ -75,6 +75,7 @@ class CanvasClient:
         concurrency: int = 8,
         per_page: int = 100,
         policy: RetryPolicy | None = None,
+        timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -84,7 +85,7 @@ class CanvasClient:
             httpx.AsyncClient(
                 base_url=self.base_url,
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                timeout=default_timeout(),
+                timeout=default_timeout(timeout),
                 limits=default_limits(concurrency),
                 transport=transport,
             ),

@@ -115,6 +115,7 @@ class PowerSchoolClient:
         *,
         concurrency: int = 8,
         policy: RetryPolicy | None = None,
+        timeout: float = 30.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.auth = ClientCredentials(f"{self.base_url}/oauth/access_token", client_id, client_secret)
@@ -122,7 +123,7 @@ class PowerSchoolClient:
             httpx.AsyncClient(
                 base_url=self.base_url,
                 auth=self.auth,
-                timeout=default_timeout(),
+                timeout=default_timeout(timeout),
                 limits=default_limits(concurrency),
                 headers={"Accept": "application/json"},
             ),

@@ -1,0 +1,154 @@
+"""Shared fixtures: real stores (SQLite and PostgreSQL), real emulators on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import uvicorn
+
+from passback.connectors.canvas import emulator as canvas_emulator
+from passback.connectors.powerschool import emulator as powerschool_emulator
+from passback.emulation.faults import FaultConfig
+from passback.sandbox.district import Credentials, DistrictShape, generate
+from passback.store.db import Store, make_engine, migrate
+
+POSTGRES_URL = os.environ.get("PASSBACK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_ready() -> bool:
+    try:
+        engine = make_engine(POSTGRES_URL)
+        with engine.connect() as db:
+            db.execute(sa.text("select 1"))
+        engine.dispose()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The local PostgreSQL; started if it is down, a failure (never a skip) if it cannot be."""
+    if not _postgres_ready():
+        versions = os.listdir("/etc/postgresql") if os.path.isdir("/etc/postgresql") else []
+        for version in versions:
+            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+                           check=False, capture_output=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not _postgres_ready():
+            time.sleep(0.5)
+    if not _postgres_ready():
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}; the store tests need it.")
+    return POSTGRES_URL
+
+
+def _postgres_store(url: str) -> Iterator[Store]:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(url)
+    with admin.begin() as db:
+        db.execute(sa.text(f'create schema "{schema}"'))
+    separator = "&" if "?" in url else "?"
+    engine = make_engine(f"{url}{separator}options=-csearch_path%3D{schema}")
+    migrate(engine)
+    try:
+        yield Store(engine)
+    finally:
+        engine.dispose()
+        with admin.begin() as db:
+            db.execute(sa.text(f'drop schema "{schema}" cascade'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The store on both databases passback supports."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+        migrate(engine)
+        yield Store(engine)
+        engine.dispose()
+    else:
+        yield from _postgres_store(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    migrate(engine)
+    yield Store(engine)
+    engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ServedApp:
+    """An ASGI app under uvicorn in a background thread: real HTTP on loopback."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
+                                                    log_level="warning", access_log=False, lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServedApp:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("emulator did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def control(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        if body is None:
+            return httpx.get(f"{self.url}/_emulator/{path}").json()
+        return httpx.post(f"{self.url}/_emulator/{path}", json=body).json()
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.app.state.emulator.state
+
+
+@dataclass
+class District:
+    canvas: ServedApp
+    powerschool: ServedApp
+    credentials: Credentials
+    shape: DistrictShape
+
+
+SMALL = DistrictShape(courses=2, sections=2, students=6, assignments=6, seed=11)
+
+
+@pytest.fixture
+def district() -> Iterator[District]:
+    canvas_state, ps_state, credentials = generate(SMALL)
+    canvas_faults, ps_faults = FaultConfig(seed=1), FaultConfig(seed=2)
+    with ServedApp(canvas_emulator.create_app(canvas_state, faults=canvas_faults)) as canvas, \
+            ServedApp(powerschool_emulator.create_app(ps_state, faults=ps_faults)) as powerschool:
+        yield District(canvas, powerschool, credentials, SMALL)

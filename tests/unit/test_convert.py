@@ -1,0 +1,69 @@
+"""Seed 000's transfer tables, row by row, and properties of the conversion."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from passback.connectors.base import ScorePayload
+from passback.convert.scores import convert_score
+from passback.model import Assignment, GradingSchemeEntry, GradingType, Score
+
+SCHEME = (GradingSchemeEntry(name="A", min_fraction=0.9), GradingSchemeEntry(name="B", min_fraction=0.8),
+          GradingSchemeEntry(name="F", min_fraction=0.0))
+
+
+def assignment(grading: GradingType = GradingType.POINTS, points: float = 20.0) -> Assignment:
+    return Assignment(source_id="1", name="Quiz 1", points_possible=points, grading_type=grading)
+
+
+def score(**values: object) -> Score:
+    return Score(assignment_id="1", student_id="9", **values)  # type: ignore[arg-type]
+
+
+# "Transfer of Assignment Grades" and "Transfer of Assignment Statuses" (seed 000)
+@pytest.mark.parametrize(
+    ("row", "grading", "submission", "expected"),
+    [
+        ("Points -> Points", GradingType.POINTS, {"score": 17.5, "grade": "17.5", "graded": True},
+         ScorePayload(points=17.5)),
+        ("Percentage -> Points", GradingType.PERCENT, {"score": 15.0, "grade": "75%", "graded": True},
+         ScorePayload(points=15.0)),
+        ("Percentage (grade only) -> Points", GradingType.PERCENT, {"grade": "75%", "graded": True},
+         ScorePayload(points=15.0)),
+        ("Incomplete -> 0, Incomplete status not passed", GradingType.PASS_FAIL,
+         {"score": 0.0, "grade": "incomplete", "graded": True}, ScorePayload(points=0.0)),
+        ("Complete -> 100 (full credit)", GradingType.PASS_FAIL,
+         {"score": 20.0, "grade": "complete", "graded": True}, ScorePayload(points=20.0)),
+        ("Letter grade through the scheme", GradingType.LETTER, {"grade": "B", "graded": True},
+         ScorePayload(points=16.0)),
+        ("Late -> Passes as Late", GradingType.POINTS, {"score": 12.0, "graded": True, "late": True},
+         ScorePayload(points=12.0, late=True)),
+        ("Missing -> Does not pass, displays as blank", GradingType.POINTS, {"missing": True}, None),
+        ("Missing with a policy score -> still blank", GradingType.POINTS,
+         {"missing": True, "score": 0.0, "graded": True}, None),
+        ("Excused -> Mark Exempt", GradingType.POINTS, {"excused": True, "graded": True},
+         ScorePayload(points=None, exempt=True)),
+        ("Not graded -> nothing to send", GradingType.POINTS, {}, None),
+    ],
+)
+def test_transfer_tables(row: str, grading: GradingType, submission: dict, expected: ScorePayload | None) -> None:
+    assert convert_score(score(**submission), assignment(grading), SCHEME) == expected, row
+
+
+@given(
+    points=st.floats(min_value=0, max_value=1000, allow_nan=False),
+    earned=st.one_of(st.none(), st.floats(min_value=0, max_value=1000, allow_nan=False)),
+    missing=st.booleans(), excused=st.booleans(), late=st.booleans(), graded=st.booleans(),
+)
+def test_properties(points: float, earned: float | None, missing: bool, excused: bool, late: bool,
+                    graded: bool) -> None:
+    source = score(score=earned, graded=graded, missing=missing, excused=excused, late=late)
+    first = convert_score(source, assignment(points=points))
+    assert first == convert_score(source, assignment(points=points))  # deterministic
+    if missing and not excused:
+        assert first is None  # a missing submission never sends a score, least of all a zero
+    if first is not None and first.points is not None:
+        assert first.points == round(earned or 0.0, 4)
+        assert not first.exempt

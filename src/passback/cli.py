@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -38,8 +39,8 @@ runs_app = typer.Typer(help="Run history: what each sync did, item by item.", in
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(runs_app, name="runs")
 
-console = Console(stderr=False)
-err = Console(stderr=True)
+console = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 SANDBOX_SOURCE = "sandbox-canvas"
 SANDBOX_DESTINATION = "sandbox-powerteacher"
@@ -221,18 +222,15 @@ def _result_json(result: RunResult) -> dict[str, Any]:
 
 def _run_with_progress(coro_factory, quiet: bool):  # type: ignore[no-untyped-def]
     if quiet:
-        return asyncio.run(coro_factory(None, None))
+        return asyncio.run(coro_factory(None))
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=False) as bar:
-        task = bar.add_task("reading", total=None)
-
-        def on_course(course_id: str, plan: Plan) -> None:
-            bar.update(task, description=f"course {course_id}", total=len(plan.steps), completed=0)
+                  TextColumn("assignments"), TimeElapsedColumn(), console=err, transient=False) as bar:
+        task = bar.add_task("syncing", total=None)
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        return asyncio.run(coro_factory(progress, on_course))
+        return asyncio.run(coro_factory(progress))
 
 
 @app.command("sync")
@@ -258,9 +256,9 @@ def sync_cmd(
     scopes = [Scope(course_id=c, assignment_id=assignment, student_id=student) for c in course or []]
     with _friendly_errors():
         results = _run_with_progress(
-            lambda progress, on_course: sync_courses(
+            lambda progress: sync_courses(
                 store, settings, Route(source, destination), scopes, all_courses=all_courses,
-                dry_run=dry_run, progress=progress, on_course=on_course),
+                dry_run=dry_run, progress=progress),
             quiet=json_out or dry_run,
         )
     if json_out:
@@ -306,9 +304,9 @@ def demo(
             _save_sandbox_connections(settings, info)
             store = open_store(settings)
             results = _run_with_progress(
-                lambda progress, on_course: sync_courses(
+                lambda progress: sync_courses(
                     store, settings, Route(SANDBOX_SOURCE, SANDBOX_DESTINATION), all_courses=True,
-                    trigger="manual", actor="demo", progress=progress, on_course=on_course),
+                    trigger="manual", actor="demo", progress=progress),
                 quiet=json_out,
             )
         finally:
@@ -320,8 +318,8 @@ def demo(
         "runs": [{"run_id": r.run_id, "course_id": r.plan.course_id if r.plan else None, "status": r.status,
                   "counts": r.counts} for r in results],
         "requests": {
-            "canvas": sum(r.stats.get("source_requests") or 0 for r in results),
-            "powerschool": sum(r.stats.get("destination_requests") or 0 for r in results),
+            system: sum(r.stats.get("requests", {}).get(system, 0) for r in results)
+            for system in ("canvas", "powerschool")
         },
         "seconds": seconds,
         "sync_seconds": round(sum(r.stats.get("seconds", 0) for r in results), 3),
@@ -377,10 +375,15 @@ def runs_show(
         raise typer.Exit(2)
     wanted = tuple(outcome) if outcome else (None if all_items else ("error", "skipped"))
     items = get_run_items(store, found["id"], wanted)
-    explained = [_explain(item) for item in items]
+    explained = sorted((_explain(item) for item in items), key=lambda i: (i["outcome"] != "error", i["id"]))
     if json_out:
         _emit_json({"run": found, "items": explained})
         return
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    if not (outcome or all_items):
+        for item in [i for i in explained if i["outcome"] == "skipped"]:
+            grouped.setdefault(item.get("code") or "", []).append(item)
+        explained = [i for i in explained if i["outcome"] != "skipped"]
     console.print(f"[bold]Run {found['id']}[/bold]  {found['status']}  trigger {found['trigger']}  "
                   f"started {found['started_at']:%Y-%m-%d %H:%M:%S}")
     console.print("  " + ", ".join(f"{k} {found['counts'].get(k, 0)}" for k in OUTCOMES))
@@ -390,15 +393,24 @@ def runs_show(
         colour = "red" if item["outcome"] == "error" else "yellow"
         head = f"[{colour}]{item['outcome']}[/{colour}] {item['object_kind']} {item['source_id']}"
         if item.get("code"):
-            head += f"  [{item['code']}" + (f", seed error {item['seed_error']}" if item.get("seed_error") else "") + "]"
+            head += escape(f"  [{item['code']}" + (f", seed error {item['seed_error']}" if item.get("seed_error") else "") + "]")
         console.print(head)
         if item.get("message"):
-            console.print(f"    message: {item['message']}")
+            console.print(f"    message: {escape(item['message'])}")
         if item.get("meaning"):
             console.print(f"    meaning: {item['meaning']}")
             console.print(f"    fix:     {item['fix']}")
         if item.get("link"):
             console.print(f"    open:    {item['link']}")
+    for code, skipped in grouped.items():
+        sample = skipped[0]
+        console.print(f"[yellow]skipped[/yellow] {len(skipped)} item(s)  " + escape(f"[{code}]"))
+        console.print(f"    e.g.:    {escape(sample.get('message') or '')}")
+        if sample.get("meaning"):
+            console.print(f"    meaning: {sample['meaning']}")
+            console.print(f"    fix:     {sample['fix']}")
+    if grouped:
+        console.print(f"Every skipped item: passback runs show {found['id'][:8]} --outcome skipped")
 
 
 def _explain(item: dict[str, Any]) -> dict[str, Any]:

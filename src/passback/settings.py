@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     secret_key: str | None = None
     concurrency: int = 8
+    course_concurrency: int = 3
     http_timeout: float = 30.0
     district_title_limit: int = 30
 

@@ -30,6 +30,7 @@ from passback.connectors.base import (
     Source,
     SourceError,
 )
+from passback.connectors.http import request_meter
 from passback.plan import (
     ASSIGNMENT,
     CREATE,
@@ -114,7 +115,7 @@ class Executor:
         self.concurrency = concurrency
         self.progress = progress
         self.counts: Counter[str] = Counter()
-        self.record_lock = asyncio.Lock()
+        self.record_seconds = 0.0
 
     async def run(self, plan: Plan) -> dict[str, int]:
         gate = asyncio.Semaphore(self.concurrency)
@@ -139,18 +140,19 @@ class Executor:
     async def _record(self, outcome: _AssignmentOutcome) -> None:
         for item in outcome.items:
             self.counts[item.outcome] += 1
-        async with self.record_lock:
-            await asyncio.to_thread(self._write, outcome)
+        await asyncio.to_thread(self._write, outcome)
 
     def _write(self, outcome: _AssignmentOutcome) -> None:
-        with self.store.engine.begin() as db:
+        clock = time.perf_counter()
+        with self.store.write_lock, self.store.engine.begin() as db:
             delete_identities(db, self.pairing, outcome.released)
             upsert_identities(db, self.store, self.pairing, outcome.identities)
             record_items(db, self.run_id, outcome.items)
             record_audit(db, self.run_id, self.pairing.destination_connection_id, outcome.audit)
+        self.record_seconds += time.perf_counter() - clock
 
     def _announce(self, row: IdentityRow) -> None:
-        with self.store.engine.begin() as db:
+        with self.store.write_lock, self.store.engine.begin() as db:
             upsert_identities(db, self.store, self.pairing, [row])
 
     # --- one assignment ---------------------------------------------------------------
@@ -227,7 +229,7 @@ class Executor:
                       out: _AssignmentOutcome) -> _AssignmentOutcome:
         assert step.identity is not None and step.identity.dest_id is not None
         try:
-            await self.destination.delete_assignment(step.identity.dest_id)
+            await self.destination.delete_assignment(_created_from(step.identity))
         except (DestinationError, DestinationUnavailable) as exc:
             code = getattr(exc, "code", "destination-unreachable")
             out.items.append(_item(ASSIGNMENT, step.key, "error", code=code, message=str(exc), context=context))
@@ -245,12 +247,12 @@ class Executor:
                       context: dict[str, Any], out: _AssignmentOutcome) -> None:
         pending: dict[str, list[ScoreStep]] = {}
         for score in step.scores:
-            item_context = context | {"student_id": score.student_id, "section_id": score.section_id}
             if score.action in (SKIP, ERROR):
+                item_context = context | {"student_id": score.student_id, "section_id": score.section_id}
                 out.items.append(_item(SCORE, score.key, OUTCOME_OF[score.action], finding=score.finding,
                                        context=item_context))
             elif score.action == UNCHANGED:
-                out.items.append(_item(SCORE, score.key, "unchanged", context=item_context))
+                out.items.append(ItemOutcome(SCORE, score.key, "unchanged"))
             else:
                 pending.setdefault(score.dest_section_id or "", []).append(score)
         for dest_section, scores in pending.items():
@@ -288,7 +290,7 @@ class Executor:
                     continue
                 assert score.payload is not None
                 outcome = OUTCOME_OF[score.action]
-                out.items.append(_item(SCORE, score.key, outcome, dest_id=dest_key, context=item_context))
+                out.items.append(ItemOutcome(SCORE, score.key, outcome, dest_id=dest_key))
                 if score.action == DELETE:
                     out.released.append((SCORE, score.key))
                 else:
@@ -317,17 +319,25 @@ class SyncRequest:
 
 
 async def plan_course(store: Store, source: Source, destination: Destination, pairing: Pairing,
-                      request: SyncRequest) -> Plan:
-    snapshot = await source.read_course(request.scope.course_id)
-    context = await destination.load_context([s.sis_id for s in snapshot.sections if s.sis_id])
-    identities = await asyncio.to_thread(
-        load_identities, store, pairing, (ASSIGNMENT, SCORE), f"{snapshot.course.source_id}:"
+                      request: SyncRequest, phases: dict[str, float] | None = None) -> Plan:
+    phases = phases if phases is not None else {}
+    clock = time.perf_counter()
+    snapshot, identities = await asyncio.gather(
+        source.read_course(request.scope.course_id),
+        asyncio.to_thread(load_identities, store, pairing, (ASSIGNMENT, SCORE), f"{request.scope.course_id}:"),
     )
-    return build_plan(PlanInputs(
+    phases["read_source"] = round(time.perf_counter() - clock, 3)
+    clock = time.perf_counter()
+    context = await destination.load_context([s.sis_id for s in snapshot.sections if s.sis_id])
+    phases["read_destination"] = round(time.perf_counter() - clock, 3)
+    clock = time.perf_counter()
+    plan = build_plan(PlanInputs(
         snapshot=snapshot, destination=context, identities=identities, profile=destination.profile,
         district_title_limit=request.district_title_limit, scope=request.scope,
         course_url=source.course_url(snapshot.course.source_id),
     ))
+    phases["plan"] = round(time.perf_counter() - clock, 3)
+    return plan
 
 
 async def sync_course(store: Store, source: Source, destination: Destination, pairing: Pairing,
@@ -335,31 +345,33 @@ async def sync_course(store: Store, source: Source, destination: Destination, pa
                       on_plan: Callable[[Plan], None] | None = None) -> RunResult:
     """Read, plan, validate, convert, write and record one course (or part of one)."""
     started = time.perf_counter()
+    meter: Counter[str] = Counter()
+    request_meter.set(meter)
     if request.dry_run:
         plan = await plan_course(store, source, destination, pairing, request)
+        if on_plan:
+            on_plan(plan)
         return RunResult(None, "dry_run", plan.counts(), plan,
-                         {"seconds": round(time.perf_counter() - started, 3), "planned_writes": plan.writes()})
+                         {"seconds": round(time.perf_counter() - started, 3), "planned_writes": plan.writes(),
+                          "requests": dict(meter)})
     run_id = start_run(store, pairing, trigger=request.trigger, scope=request.scope.as_dict(),
                        actor=request.actor, dry_run=False)
     log.info("run_started", run_id=run_id, scope=request.scope.as_dict(), trigger=request.trigger)
     plan: Plan | None = None
+    phases: dict[str, float] = {}
     try:
-        plan = await plan_course(store, source, destination, pairing, request)
+        plan = await plan_course(store, source, destination, pairing, request, phases)
         if on_plan:
             on_plan(plan)
         executor = Executor(store, destination, pairing, run_id, request.concurrency, progress)
+        clock = time.perf_counter()
         counts = await executor.run(plan)
+        phases["write_and_record"] = round(time.perf_counter() - clock, 3)
+        phases["record"] = round(executor.record_seconds, 3)
         failure = None
     except (SourceError, DestinationError, DestinationUnavailable) as exc:
         counts, failure = empty_counts(), str(exc)
-    stats = {"seconds": round(time.perf_counter() - started, 3),
-             "source_requests": _requests(source), "destination_requests": _requests(destination)}
+    stats = {"seconds": round(time.perf_counter() - started, 3), "requests": dict(meter), "phases": phases}
     status = finish_run(store, run_id, counts=counts, stats=stats, failure=failure)
     log.info("run_finished", run_id=run_id, status=status, counts=counts, seconds=stats["seconds"])
     return RunResult(run_id, status, counts, plan, stats, failure)
-
-
-def _requests(connector: Any) -> int | None:
-    client = getattr(connector, "client", None)
-    http = getattr(client, "http", None)
-    return http.stats.requests if http is not None else None

@@ -54,7 +54,7 @@ class DestinationContract:
         assert updated.section_assignment_ids == created.section_assignment_ids
         assert await destination.find_assignment(payload) is None
         assert await destination.find_assignment(changed) == created
-        await destination.delete_assignment(created.dest_id)
+        await destination.delete_assignment(created)
         assert await destination.find_assignment(changed) is None
 
     @pytest.mark.anyio

@@ -9,6 +9,7 @@ was lost raises :class:`UncertainWrite`, and the caller decides (look up, then a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import time
 from collections import Counter
@@ -23,6 +24,9 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+
+request_meter: contextvars.ContextVar[Counter[str] | None] = contextvars.ContextVar("request_meter", default=None)
+"""Requests sent by the current run, by system; each run sets its own, tasks inherit it."""
 
 IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "HEAD", "OPTIONS"})
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -100,6 +104,7 @@ class HttpClient:
         self,
         client: httpx.AsyncClient,
         *,
+        name: str = "http",
         concurrency: int = 8,
         policy: RetryPolicy | None = None,
         classify: Callable[[httpx.Response], RetryableError | object | None] | None = None,
@@ -107,6 +112,7 @@ class HttpClient:
         after_response: Callable[[httpx.Response], None] | None = None,
     ) -> None:
         self.client = client
+        self.name = name
         self.limit = asyncio.Semaphore(concurrency)
         self.policy = policy or RetryPolicy()
         self.classify = classify
@@ -138,6 +144,9 @@ class HttpClient:
             await self.before_request()
         async with self.limit:
             self.stats.requests += 1
+            meter = request_meter.get()
+            if meter is not None:
+                meter[self.name] += 1
             try:
                 response = await self.client.request(method, url, **kwargs)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:

@@ -7,7 +7,6 @@ so the two differ only in who calls.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from passback.connectors.registry import open_destination, open_source
@@ -37,27 +36,44 @@ async def sync_courses(
     actor: str = "cli",
     dry_run: bool = False,
     progress: Progress | None = None,
-    on_course: Callable[[str, Plan], None] | None = None,
 ) -> list[RunResult]:
+    """Sync each scope (or every course the source sees), several courses at a time.
+
+    Courses overlap so one course's reads run while another's writes do; the connectors'
+    own caps keep the number of requests in flight to each system where it was.
+    ``progress`` hears (assignments done, assignments planned) across all courses.
+    """
     key = load_key(settings)
     source_conn = get_connection(store, key, route.source)
     dest_conn = get_connection(store, key, route.destination)
     source = open_source(source_conn, settings.concurrency, settings.http_timeout)
     destination = open_destination(dest_conn, settings.concurrency, settings.http_timeout)
     pairing = Pairing(source_conn.id, dest_conn.id)
+    tally = {"done": 0, "total": 0}
+
+    def counted(plan: Plan) -> None:
+        tally["total"] += len(plan.steps)
+        if progress:
+            progress(tally["done"], tally["total"])
+
+    def step_done(_done: int, _total: int) -> None:
+        tally["done"] += 1
+        if progress:
+            progress(tally["done"], tally["total"])
+
+    gate = asyncio.Semaphore(max(1, settings.course_concurrency))
+
+    async def one(scope: Scope) -> RunResult:
+        request = SyncRequest(
+            scope=scope, trigger=trigger, actor=actor, dry_run=dry_run,
+            district_title_limit=settings.district_title_limit, concurrency=settings.concurrency,
+        )
+        async with gate:
+            return await sync_course(store, source, destination, pairing, request, step_done, counted)
+
     try:
         if all_courses:
             scopes = [Scope(course_id=c) for c in await source.list_course_ids()]
-        results = []
-        for scope in scopes or []:
-            request = SyncRequest(
-                scope=scope, trigger=trigger, actor=actor, dry_run=dry_run,
-                district_title_limit=settings.district_title_limit, concurrency=settings.concurrency,
-            )
-            results.append(await sync_course(
-                store, source, destination, pairing, request, progress,
-                on_plan=(lambda plan, c=scope.course_id: on_course(c, plan)) if on_course else None,
-            ))
-        return results
+        return list(await asyncio.gather(*(one(scope) for scope in scopes or [])))
     finally:
         await asyncio.gather(source.aclose(), destination.aclose())

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -43,7 +44,14 @@ def migrate(engine: sa.Engine) -> None:
 
 @dataclass
 class Store:
+    """The engine, and one lock that serializes this process's writes.
+
+    SQLite admits one writer at a time and makes the others sleep-and-retry; taking
+    turns in-process is cheaper than that, and costs PostgreSQL nothing that matters.
+    """
+
     engine: sa.Engine
+    write_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def dispose(self) -> None:
         self.engine.dispose()

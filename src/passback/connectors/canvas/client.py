@@ -89,6 +89,7 @@ class CanvasClient:
                 limits=default_limits(concurrency),
                 transport=transport,
             ),
+            name="canvas",
             concurrency=concurrency,
             policy=policy,
             classify=self.throttle.classify,

@@ -127,6 +127,7 @@ class PowerSchoolClient:
                 limits=default_limits(concurrency),
                 headers={"Accept": "application/json"},
             ),
+            name="powerschool",
             concurrency=concurrency,
             policy=policy,
             classify=self._classify,
@@ -182,6 +183,7 @@ class PowerTeacherProDestination(Destination):
         self.client = client
         self.profile = DestinationProfile(name_max_length=50, score_batch_size=score_batch_size)
         self.sections: dict[str, dict[str, Any]] = {}
+        self._school_students: dict[int, asyncio.Task[list[dict[str, Any]]]] = {}
 
     def _teacher(self, section_ids: list[str] | tuple[str, ...]) -> str:
         return str(self.sections[section_ids[0]]["staff_id"])
@@ -219,10 +221,7 @@ class PowerTeacherProDestination(Destination):
                 student_ids=tuple(str(r["student_id"]) for r in roster if not r.get("dropped")),
             )
         school_students, teacher_categories = await asyncio.gather(
-            asyncio.gather(*(
-                self.client.get_pages(f"/ws/v1/school/{school}/student", "students", "student")
-                for school in sorted(schools)
-            )),
+            asyncio.gather(*(self._students_of(school) for school in sorted(schools))),
             asyncio.gather(*(
                 self.client.get_json("/ws/xte/teacher_category", {"users_dcid": t, "year_id": y})
                 for t, y in sorted(teachers)
@@ -248,6 +247,13 @@ class PowerTeacherProDestination(Destination):
             for key in sections
         }
         return DestinationContext(sections=sections, categories=categories, student_ids=student_ids)
+
+    async def _students_of(self, school: int) -> list[dict[str, Any]]:
+        """A school's students, read once per connector: every course of a run shares them."""
+        if school not in self._school_students:
+            self._school_students[school] = asyncio.ensure_future(self.client.get_pages(
+                f"/ws/v1/school/{school}/student", "students", "student"))
+        return await asyncio.shield(self._school_students[school])
 
     def _refused(self, response: httpx.Response) -> DestinationError:
         text = refusal_text(response)
@@ -313,10 +319,10 @@ class PowerTeacherProDestination(Destination):
             return CreatedAssignment(created.dest_id, dict(zip(payload.section_ids, asids, strict=True)))
         return await self._read_assignment(created.dest_id, payload.section_ids)
 
-    async def delete_assignment(self, dest_id: str) -> None:
-        teacher = next(iter(self.sections.values()))["staff_id"] if self.sections else None
+    async def delete_assignment(self, created: CreatedAssignment) -> None:
+        teacher = self._teacher(tuple(created.section_assignment_ids))
         response = await self.client.request(
-            "DELETE", f"/ws/xte/section/assignment/{dest_id}", params={"users_dcid": teacher, "force": "true"}
+            "DELETE", f"/ws/xte/section/assignment/{created.dest_id}", params={"users_dcid": teacher, "force": "true"}
         )
         if response.status_code not in (204, 404):
             raise self._refused(response)

@@ -99,7 +99,7 @@ class PowerSchoolEmulator:
         self.state = state
         self.tokens: dict[str, float] = {}
         self.requests: Counter[str] = Counter()
-        self.dirty = False
+        self._index: dict[str, tuple[dict[str, Any], dict[str, Any]]] | None = None
 
     # --- identity -----------------------------------------------------------------
     def new_id(self) -> int:
@@ -121,11 +121,17 @@ class PowerSchoolEmulator:
         return users_dcid is not None and str(section["staff_id"]) == str(users_dcid)
 
     def assignment_sections(self) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
-        index: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-        for assignment in self.state["assignments"].values():
-            for section in assignment["_assignmentsections"]:
-                index[str(section["assignmentsectionid"])] = (assignment, section)
-        return index
+        """Assignment sections by id; rebuilt only after an assignment changed."""
+        if self._index is None:
+            index: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+            for assignment in self.state["assignments"].values():
+                for section in assignment["_assignmentsections"]:
+                    index[str(section["assignmentsectionid"])] = (assignment, section)
+            self._index = index
+        return self._index
+
+    def assignments_changed(self) -> None:
+        self._index = None
 
     # --- assignment validation ----------------------------------------------------
     def validate_assignment(
@@ -238,6 +244,7 @@ class PowerSchoolEmulator:
         index = self.assignment_sections()
         problems: list[dict[str, Any]] = []
         resolved = []
+        rosters: dict[int, set[int]] = {}
         for row in rows:
             asid = str(
                 (row.get("_assignmentsection") or {}).get("assignmentsectionid")
@@ -252,7 +259,10 @@ class PowerSchoolEmulator:
             if not self.teaches(users_dcid, section):
                 return 403, {"message": f"User does not teach section {section['id']} EDIT"}
             student = str(row.get("studentsdcid"))
-            if int(student) not in section["students"]:
+            roster = rosters.get(section["id"])
+            if roster is None:
+                roster = rosters[section["id"]] = set(section["students"])
+            if int(student) not in roster:
                 problems.append(
                     {
                         "resource": "AssignmentScore",
@@ -293,7 +303,6 @@ class PowerSchoolEmulator:
                 "scoreentrydate": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "whenmodified": today,
             }
-        self.dirty = True
         return 200, {
             "assignment_scores": [
                 {"_name": "assignmentscore", "studentsdcid": int(student)} for _, student, _ in resolved
@@ -480,6 +489,7 @@ def create_app(
             "standardscoringmethod": "GradeScale",
             "_assignmentsections": built,
         }
+        emu.assignments_changed()
         return Response(
             status_code=201,
             headers={
@@ -508,6 +518,7 @@ def create_app(
             for score_key in scored:
                 del emu.state["scores"][score_key]
             del emu.state["assignments"][key]
+            emu.assignments_changed()
             return Response(status_code=204)
         body = await request.json()
         entries = body.get("_assignmentsections") or []
@@ -523,6 +534,7 @@ def create_app(
             if int(score_key.split(":")[0]) in asids.values():
                 del emu.state["scores"][score_key]
         current["_assignmentsections"] = built
+        emu.assignments_changed()
         return Response(
             status_code=204,
             headers={"AssignmentSectionIds": json.dumps([s["assignmentsectionid"] for s in built])},

@@ -164,4 +164,4 @@ def test_one_assignment_and_one_student_scopes(sqlite_store: Store, settings: Se
     student = next(e["user_id"] for e in canvas["enrollments"].values() if str(e["course_id"]) == course)
     result = asyncio.run(sync_courses(sqlite_store, settings, ROUTE, [Scope(course_id=course, student_id=str(student))]))
     score_items = [i for i in get_run_items(sqlite_store, result[0].run_id) if i["object_kind"] == "score"]
-    assert score_items and {i["context"]["student_id"] for i in score_items} == {str(student)}
+    assert score_items and {i["source_id"].rsplit(":", 1)[1] for i in score_items} == {str(student)}

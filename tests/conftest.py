@@ -27,6 +27,11 @@ from passback.store.db import Store, make_engine, migrate
 POSTGRES_URL = os.environ.get("PASSBACK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
 def _postgres_ready() -> bool:
     try:
         engine = make_engine(POSTGRES_URL)

@@ -16,11 +16,6 @@ from tests.conftest import District
 from tests.contract.source_suite import SourceContract
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def canvas_truth(state: dict[str, Any]) -> dict[str, Any]:
     courses: dict[str, Any] = {}
     for course in state["courses"].values():

@@ -15,11 +15,6 @@ from tests.conftest import District
 from tests.contract.destination_suite import DestinationContract, payload_for
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def first_course_setup(state: dict[str, Any]) -> dict[str, Any]:
     teacher = min(int(s["staff_id"]) for s in state["sections"].values())
     sections = sorted(k for k, s in state["sections"].items() if s["staff_id"] == teacher)

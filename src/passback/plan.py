@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from passback.connectors.base import (
+    BLANK,
     AssignmentPayload,
     DestinationContext,
     DestinationProfile,
@@ -35,9 +36,10 @@ SCORE = "score"
 DESCRIPTION_LIMIT = 4000
 
 CREATE, UPDATE, DELETE, UNCHANGED, SKIP, ERROR = "create", "update", "delete", "unchanged", "skip", "error"
+RELEASE = "release"  # the destination assignment is gone: forget the link, create anew next time
 OUTCOME_OF = {
     CREATE: "created", UPDATE: "updated", DELETE: "deleted", UNCHANGED: "unchanged",
-    SKIP: "skipped", ERROR: "error",
+    SKIP: "skipped", ERROR: "error", RELEASE: "skipped",
 }
 
 
@@ -110,6 +112,9 @@ class Plan:
             for step in self.steps
         )
 
+    def findings(self) -> list[tuple[AssignmentStep, Finding]]:
+        return [(step, finding) for step in self.steps for finding in step.findings]
+
 
 def value_hash(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -153,6 +158,18 @@ class PlanInputs:
     district_title_limit: int
     scope: Scope
     course_url: str | None = None
+    category_mappings: dict[str, str] = field(default_factory=dict)  # source category -> destination
+    sync_switches: dict[str, bool] = field(default_factory=dict)  # assignment -> kept by passback
+    today: date | None = None
+    block_closed_terms: bool = True
+    overwrite_drift: bool = False
+
+
+def resolve_categories(snapshot: CourseSnapshot, mappings: dict[str, str]) -> dict[str, str]:
+    """Source category id -> destination category id: a saved mapping, else the import link."""
+    resolved = {c.source_id: c.destination_ref for c in snapshot.categories if c.destination_ref}
+    resolved.update({k: v for k, v in mappings.items() if any(c.source_id == k for c in snapshot.categories)})
+    return resolved  # type: ignore[return-value]
 
 
 def build_plan(inputs: PlanInputs) -> Plan:
@@ -162,12 +179,14 @@ def build_plan(inputs: PlanInputs) -> Plan:
         s.source_id: s.sis_id for s in snapshot.sections if s.sis_id and s.sis_id in dest.sections
     }
     categories = {c.source_id: c for c in snapshot.categories}
+    category_targets = resolve_categories(snapshot, inputs.category_mappings)
     rule_ctx = AssignmentRuleContext(
         term=snapshot.course.term,
         categories=categories,
-        mapped_category_ids=frozenset(c.source_id for c in snapshot.categories if c.destination_ref),
+        mapped_category_ids=frozenset(category_targets),
         profile=inputs.profile,
         district_title_limit=inputs.district_title_limit,
+        today=inputs.today if inputs.block_closed_terms else None,
     )
     student_sections = snapshot.student_sections()
     student_sis = {s.source_id: s.sis_id for s in snapshot.students}
@@ -179,10 +198,13 @@ def build_plan(inputs: PlanInputs) -> Plan:
     for assignment in sorted(snapshot.assignments, key=lambda a: int(a.source_id) if a.source_id.isdigit() else 0):
         if scope.assignment_id and assignment.source_id != scope.assignment_id:
             continue
+        switch = inputs.sync_switches.get(assignment.source_id)
+        if switch is not None and switch != assignment.sync:
+            assignment = assignment.model_copy(update={"sync": switch})
         plan.steps.append(
             _plan_assignment(
-                assignment, inputs, rule_ctx, sections_to_dest, student_sections, student_sis,
-                scores_by_assignment.get(assignment.source_id, []),
+                assignment, inputs, rule_ctx, category_targets, sections_to_dest, student_sections,
+                student_sis, scores_by_assignment.get(assignment.source_id, []),
             )
         )
     if scope.whole_course:
@@ -191,28 +213,42 @@ def build_plan(inputs: PlanInputs) -> Plan:
             if kind != ASSIGNMENT or row.dest_id is None:
                 continue
             source_assignment = key.split(":", 1)[1]
-            if source_assignment not in present:
-                plan.steps.append(AssignmentStep(
-                    key=key, assignment_id=source_assignment,
-                    name=(row.value or {}).get("name", source_assignment), action=DELETE, identity=row,
-                ))
+            if source_assignment in present:
+                continue
+            gone = dest.holdings_known and row.dest_id not in dest.assignments
+            plan.steps.append(AssignmentStep(
+                key=key, assignment_id=source_assignment,
+                name=(row.value or {}).get("name", source_assignment),
+                action=RELEASE if gone else DELETE, identity=row,
+            ))
     return plan
+
+
+def extra_credit(assignment: Assignment, scores: list[Score], scheme: tuple) -> float:  # type: ignore[type-arg]
+    """Points above points possible that students were given: the destination must allow them."""
+    possible = assignment.points_possible or 0.0
+    best = max((p.points for s in scores if (p := convert_score(s, assignment, scheme)) and p.points is not None),
+               default=0.0)
+    return round(max(0.0, best - possible), 4)
 
 
 def _plan_assignment(
     assignment: Assignment,
     inputs: PlanInputs,
     rule_ctx: AssignmentRuleContext,
+    category_targets: dict[str, str],
     sections_to_dest: dict[str, str],
     student_sections: dict[str, tuple[str, ...]],
     student_sis: dict[str, str | None],
     scores: list[Score],
 ) -> AssignmentStep:
     course_id = inputs.snapshot.course.source_id
+    dest = inputs.destination
     key = assignment_key(course_id, assignment.source_id)
     identity = inputs.identities.get((ASSIGNMENT, key))
     base = {"key": key, "assignment_id": assignment.source_id, "name": assignment.name,
             "identity": identity, "html_url": assignment.html_url}
+    names = {"assignment_name": assignment.name, "assignment_id": assignment.source_id}
     findings = check_assignment(assignment, rule_ctx)
     if findings:
         return AssignmentStep(action=SKIP if findings[0].outcome == "skipped" else ERROR,
@@ -225,24 +261,28 @@ def _plan_assignment(
     dest_sections = tuple(sorted({sections_to_dest[s] for s in source_sections if s in sections_to_dest}))
     if not dest_sections:
         section = next((s for s in inputs.snapshot.sections if s.source_id in source_sections), None)
-        finding = Finding("section-not-in-destination", {
-            "assignment_name": assignment.name,
+        finding = Finding("section-not-in-destination", names | {
             "section_name": section.name if section else "(none)",
             "section_sis_id": section.sis_id if section else None,
         })
         return AssignmentStep(action=ERROR, findings=(finding,), **base)
 
-    category = rule_ctx.categories[assignment.category_id or ""]
+    if (identity is not None and identity.dest_id and identity.state != PENDING and dest.holdings_known
+            and identity.dest_id not in dest.assignments):
+        finding = Finding("destination-assignment-missing", names | {"dest_assignment_id": identity.dest_id})
+        return AssignmentStep(action=RELEASE, findings=(finding,), **base)
+
+    target = category_targets[assignment.category_id or ""]
     category_ids: dict[str, str] = {}
     for dest_section in dest_sections:
-        valid = {c.dest_id for c in inputs.destination.categories.get(dest_section, []) if c.active}
-        if category.destination_ref not in valid:
-            finding = Finding("category-not-valid-for-section", {
-                "assignment_name": assignment.name, "category_name": category.name,
+        valid = {c.dest_id for c in dest.categories.get(dest_section, []) if c.active}
+        if target not in valid:
+            finding = Finding("category-not-valid-for-section", names | {
+                "category_name": rule_ctx.categories[assignment.category_id or ""].name,
                 "dest_section_id": dest_section,
             })
             return AssignmentStep(action=ERROR, findings=(finding,), **base)
-        category_ids[dest_section] = str(category.destination_ref)
+        category_ids[dest_section] = target
 
     due = local_due_date(assignment, inputs.snapshot.course.time_zone)
     assert due is not None and assignment.points_possible is not None  # guaranteed by the rules
@@ -252,23 +292,35 @@ def _plan_assignment(
         description=plain_text(assignment.description),
         due_date=due,
         points_possible=assignment.points_possible,
-        extra_credit_points=0.0,
+        extra_credit_points=extra_credit(assignment, scores, inputs.snapshot.grading_scheme),
         category_ids=category_ids,
     )
-    if identity is None or identity.state == PENDING or identity.dest_id is None:
+    ours = identity.dest_id if identity is not None else None
+    pending = identity is not None and identity.state == PENDING
+    for existing in dest.assignments.values():
+        clash = (existing.dest_id != ours and existing.name == payload.name
+                 and existing.due_date == payload.due_date.isoformat()
+                 and set(existing.section_assignment_ids) & set(dest_sections))
+        if clash and not pending:
+            finding = Finding("duplicate-destination-assignment", names | {
+                "due_date": payload.due_date.isoformat(), "dest_assignment_id": existing.dest_id})
+            return AssignmentStep(action=ERROR, findings=(finding,), payload=payload, **base)
+
+    if identity is None or pending or identity.dest_id is None:
         action = CREATE
     elif identity.value_hash != value_hash(payload.as_value()):
         action = UPDATE
     else:
         action = UNCHANGED
 
+    held_asids = dict((identity.value or {}).get("section_assignment_ids", {})) if identity and not pending else {}
     steps = []
     for score in sorted(scores, key=lambda s: s.student_id):
         if inputs.scope.student_id and score.student_id != inputs.scope.student_id:
             continue
         steps.append(_plan_score(
             score, assignment, inputs, set(source_sections), sections_to_dest,
-            student_sections.get(score.student_id, ()), student_sis.get(score.student_id),
+            student_sections.get(score.student_id, ()), student_sis.get(score.student_id), held_asids,
         ))
     return AssignmentStep(action=action, payload=payload, scores=tuple(steps), **base)
 
@@ -281,6 +333,7 @@ def _plan_score(
     sections_to_dest: dict[str, str],
     enrolled_in: tuple[str, ...],
     sis_id: str | None,
+    held_asids: dict[str, str],
 ) -> ScoreStep:
     course_id = inputs.snapshot.course.source_id
     key = score_key(course_id, assignment.source_id, score.student_id)
@@ -304,27 +357,55 @@ def _plan_score(
         dest_assignment_section_id=dest_section if in_roster else None,
         previously_written=written,
     )
-    if finding is not None:
-        if finding.code == "missing-not-sent" and written and in_roster:
-            return ScoreStep(action=DELETE, payload=ScorePayload(points=None), **base)
+    if finding is not None and not (finding.code == "missing-not-sent" and written and in_roster):
         if finding.code == "student-not-in-destination-section":
             finding = Finding(finding.code, finding.context | {
                 "dest_student_id": dest_student or f"(no student with SIS id {sis_id})",
                 "dest_assignment_section_id": dest_section or "(no section)",
             })
         return ScoreStep(action=SKIP if finding.outcome == "skipped" else ERROR, finding=finding, **base)
-    payload = convert_score(score, assignment, inputs.snapshot.grading_scheme)
+    payload = None if finding is not None else convert_score(score, assignment, inputs.snapshot.grading_scheme)
     if payload is None:
-        if written:
-            return ScoreStep(action=DELETE, payload=ScorePayload(points=None), **base)
-        return ScoreStep(action=SKIP, finding=Finding("student-not-graded", base_context(score, section_id)), **base)
-    if previous is None or previous_row is None or previous_row.state == PENDING:
-        action = CREATE
+        if not written:
+            return ScoreStep(action=SKIP, finding=Finding("student-not-graded", base_context(score, section_id)),
+                             **base)
+        wanted, action = BLANK, DELETE
+    elif not written or previous_row is None or previous_row.state == PENDING:
+        wanted, action = payload, CREATE
     elif previous != payload.as_value():
-        action = UPDATE
+        wanted, action = payload, UPDATE
     else:
-        action = UNCHANGED
-    return ScoreStep(action=action, payload=payload, **base)
+        wanted, action = payload, UNCHANGED
+    drift = _drift(inputs, held_asids.get(dest_section or ""), dest_student, previous)
+    if drift is not None:
+        if not inputs.overwrite_drift:
+            return ScoreStep(action=ERROR, finding=Finding("destination-changed-by-hand", {
+                **base_context(score, section_id), "assignment_name": assignment.name,
+                "held": _show(drift), "last_written": _show(previous), "source_value": _show(wanted.as_value()),
+            }), **base)
+        if action == UNCHANGED:
+            action = UPDATE
+    return ScoreStep(action=action, payload=wanted, **base)
+
+
+def _drift(inputs: PlanInputs, asid: str | None, dest_student: str | None,
+           previous: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the destination holds, when it is not what passback last wrote there."""
+    if previous is None or asid is None or dest_student is None or not inputs.destination.holdings_known:
+        return None
+    held = inputs.destination.scores.get((asid, dest_student))
+    held_value = held.as_value() if held is not None else BLANK.as_value()
+    return None if held_value == previous else held_value
+
+
+def _show(value: dict[str, Any] | None) -> str:
+    if not value:
+        return "blank"
+    if value.get("exempt"):
+        return "exempt"
+    if value.get("points") is None:
+        return "blank"
+    return f"{value['points']:g}" + (" (late)" if value.get("late") else "")
 
 
 def base_context(score: Score, section_id: str | None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     course_concurrency: int = 3
     http_timeout: float = 30.0
     district_title_limit: int = 30
+    block_closed_terms: bool = True
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from datetime import date
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ from passback.plan import (
     DELETE,
     ERROR,
     OUTCOME_OF,
+    RELEASE,
     SCORE,
     SKIP,
     UNCHANGED,
@@ -51,6 +53,7 @@ from passback.plan import (
 from passback.rules.catalogue import entry
 from passback.rules.findings import Finding
 from passback.store.db import Store
+from passback.store.setup import load_mappings, load_switches
 from passback.store.history import (
     AuditEntry,
     ItemOutcome,
@@ -166,6 +169,13 @@ class Executor:
             return out
         if step.action == DELETE:
             return await self._delete(step, context, out)
+        if step.action == RELEASE:
+            finding = step.findings[0] if step.findings else Finding("destination-assignment-missing", {
+                **context, "dest_assignment_id": step.identity.dest_id if step.identity else None})
+            out.items.append(_item(ASSIGNMENT, step.key, "skipped", finding=finding, context=context))
+            out.released.append((ASSIGNMENT, step.key))
+            out.released.extend(self._score_keys_of(step.key))
+            return out
         assert step.payload is not None
         try:
             created, outcome = await self._ensure(step)
@@ -316,6 +326,9 @@ class SyncRequest:
     dry_run: bool = False
     district_title_limit: int = 30
     concurrency: int = 8
+    block_closed_terms: bool = True
+    overwrite_drift: bool = False
+    today: date | None = None
 
 
 async def plan_course(store: Store, source: Source, destination: Destination, pairing: Pairing,
@@ -331,10 +344,18 @@ async def plan_course(store: Store, source: Source, destination: Destination, pa
     context = await destination.load_context([s.sis_id for s in snapshot.sections if s.sis_id])
     phases["read_destination"] = round(time.perf_counter() - clock, 3)
     clock = time.perf_counter()
+    course_id = snapshot.course.source_id
+    mappings, switches = await asyncio.gather(
+        asyncio.to_thread(load_mappings, store, pairing, course_id),
+        asyncio.to_thread(load_switches, store, pairing.source_connection_id, course_id),
+    )
     plan = build_plan(PlanInputs(
         snapshot=snapshot, destination=context, identities=identities, profile=destination.profile,
         district_title_limit=request.district_title_limit, scope=request.scope,
-        course_url=source.course_url(snapshot.course.source_id),
+        course_url=source.course_url(course_id),
+        category_mappings={k: m.dest_category_id for k, m in mappings.items()},
+        sync_switches=switches, today=request.today or date.today(),
+        block_closed_terms=request.block_closed_terms, overwrite_drift=request.overwrite_drift,
     ))
     phases["plan"] = round(time.perf_counter() - clock, 3)
     return plan

@@ -106,13 +106,31 @@ class ScoreRejection:
     detail: str
 
 
+@dataclass(frozen=True)
+class ExistingAssignment:
+    """An assignment the destination holds now, whoever made it."""
+
+    dest_id: str
+    name: str
+    due_date: str
+    section_assignment_ids: dict[str, str]  # destination section id -> section assignment id
+
+
 @dataclass
 class DestinationContext:
-    """What the planner needs to know of the destination for one course."""
+    """What the planner needs to know of the destination for one course.
+
+    ``assignments`` and ``scores`` are what the gradebook holds now for the course's
+    sections; ``holdings_known`` is false for a destination that cannot list them, and
+    then the checks that need them (unique names, released links, drift) are not made.
+    """
 
     sections: dict[str, DestinationSection]  # by destination section id
     categories: dict[str, list[DestinationCategory]]  # by destination section id
     student_ids: dict[str, str]  # source student SIS id -> destination student id
+    assignments: dict[str, ExistingAssignment] = field(default_factory=dict)
+    scores: dict[tuple[str, str], ScorePayload] = field(default_factory=dict)
+    holdings_known: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 

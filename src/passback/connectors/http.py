@@ -120,8 +120,10 @@ class HttpClient:
         self.after_response = after_response
         self.stats = ClientStats()
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        idempotent = method.upper() in IDEMPOTENT
+    async def request(self, method: str, url: str, *, idempotent: bool | None = None,
+                      **kwargs: Any) -> httpx.Response:
+        """Send with retries; ``idempotent`` marks a POST that only reads (safe to repeat)."""
+        idempotent = method.upper() in IDEMPOTENT if idempotent is None else idempotent
         first = True
         try:
             async for attempt in AsyncRetrying(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 from passback.connectors.base import DestinationProfile
 from passback.model import AssignedTo, Assignment, Category, Term
@@ -22,6 +23,7 @@ class AssignmentRuleContext:
     mapped_category_ids: frozenset[str]  # source categories that have a destination category
     profile: DestinationProfile
     district_title_limit: int
+    today: date | None = None  # set when the district closes terms to writes (R8)
 
 
 def _names(assignment: Assignment) -> dict[str, object]:
@@ -109,11 +111,19 @@ def category(assignment: Assignment, ctx: AssignmentRuleContext) -> list[Finding
     return []
 
 
+def term_open(assignment: Assignment, ctx: AssignmentRuleContext) -> list[Finding]:
+    term = ctx.term
+    if ctx.today is not None and term is not None and term.end is not None and ctx.today > term.end:
+        return [Finding("term-closed", _names(assignment) | {"term_name": term.name, "term_end": term.end.isoformat()})]
+    return []
+
+
 AssignmentRule = Callable[[Assignment, AssignmentRuleContext], list[Finding]]
 
 RULES: tuple[AssignmentRule, ...] = (
     sync_switch,
     published,
+    term_open,
     mastery_paths,
     assigned_to,
     category,

@@ -239,13 +239,39 @@ _ENTRIES = [
     ),
     CatalogueEntry(
         code="destination-assignment-missing",
+        outcome="skipped",
+        message=(
+            "The destination assignment {dest_assignment_id} linked to {assignment_name} is no "
+            "longer there; the link was removed."
+        ),
+        meaning=(
+            "The assignment was deleted in the destination after passback created or linked it "
+            "(this is also how a wrong link is undone)."
+        ),
+        fix=(
+            "Sync again to create it anew, or link it to the right destination assignment first "
+            "with `passback link`."
+        ),
+    ),
+    CatalogueEntry(
+        code="term-closed",
+        outcome="error",
+        message="The term {term_name} ended on {term_end}; nothing is written after a term ends.",
+        meaning="The district does not allow grade changes to be sent after the term ends.",
+        fix="Enter the grades in PowerTeacher Pro by hand, or ask the district to reopen the term.",
+    ),
+    CatalogueEntry(
+        code="destination-changed-by-hand",
         outcome="error",
         message=(
-            "The destination assignment {dest_assignment_id} linked to {assignment_name} no "
-            "longer exists; the link was released."
+            "The score of student_{student_id} in {assignment_name} was changed in the destination "
+            "to {held} since passback wrote {last_written}; the source has {source_value}."
         ),
-        meaning="The assignment was deleted in the destination after passback created or linked it.",
-        fix="Sync again: the assignment is created anew (or link it to another destination assignment).",
+        meaning="Someone edited this grade in the gradebook of record; passback will not overwrite it silently.",
+        fix=(
+            "Keep the destination's grade (change it in the source too), or sync with --overwrite "
+            "to send the source's grade."
+        ),
     ),
     CatalogueEntry(
         code="destination-auth",

@@ -35,6 +35,7 @@ async def sync_courses(
     trigger: str = "manual",
     actor: str = "cli",
     dry_run: bool = False,
+    overwrite_drift: bool = False,
     progress: Progress | None = None,
 ) -> list[RunResult]:
     """Sync each scope (or every course the source sees), several courses at a time.
@@ -67,6 +68,7 @@ async def sync_courses(
         request = SyncRequest(
             scope=scope, trigger=trigger, actor=actor, dry_run=dry_run,
             district_title_limit=settings.district_title_limit, concurrency=settings.concurrency,
+            block_closed_terms=settings.block_closed_terms, overwrite_drift=overwrite_drift,
         )
         async with gate:
             return await sync_course(store, source, destination, pairing, request, step_done, counted)

@@ -105,3 +105,40 @@ audit_log = sa.Table(
     sa.Column("old_value", sa.JSON, nullable=True),
     sa.Column("new_value", sa.JSON, nullable=True),
 )
+
+category_mappings = sa.Table(
+    "category_mappings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False),
+    sa.Column(
+        "destination_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False
+    ),
+    sa.Column("course_id", sa.String(200), nullable=False),
+    sa.Column("source_category_id", sa.String(200), nullable=False),
+    sa.Column("source_category_name", sa.String(300), nullable=False),
+    sa.Column("dest_category_id", sa.String(200), nullable=False),
+    sa.Column("dest_category_name", sa.String(300), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint(
+        "source_connection_id",
+        "destination_connection_id",
+        "course_id",
+        "source_category_id",
+        name="uq_category_mappings_key",
+    ),
+)
+
+assignment_switches = sa.Table(
+    "assignment_switches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False),
+    sa.Column("course_id", sa.String(200), nullable=False),
+    sa.Column("assignment_id", sa.String(200), nullable=False),
+    sa.Column("sync", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint(
+        "source_connection_id", "course_id", "assignment_id", name="uq_assignment_switches_key"
+    ),
+)

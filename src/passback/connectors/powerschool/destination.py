@@ -22,6 +22,7 @@ from passback.connectors.base import (
     DestinationError,
     DestinationProfile,
     DestinationUnavailable,
+    ExistingAssignment,
     ScorePayload,
     ScoreRejection,
     ScoreWrite,
@@ -246,7 +247,34 @@ class PowerTeacherProDestination(Destination):
             ]
             for key in sections
         }
-        return DestinationContext(sections=sections, categories=categories, student_ids=student_ids)
+        assignments, scores = await self._holdings(list(sections))
+        return DestinationContext(sections=sections, categories=categories, student_ids=student_ids,
+                                  assignments=assignments, scores=scores, holdings_known=True)
+
+    async def _holdings(self, section_ids: list[str]
+                        ) -> tuple[dict[str, ExistingAssignment], dict[tuple[str, str], ScorePayload]]:
+        """Every assignment of these sections with its scores: one lookup request."""
+        if not section_ids:
+            return {}, {}
+        response = await self.client.request(
+            "POST", "/ws/xte/assignment/lookup", json={"section_ids": [int(s) for s in section_ids]},
+            idempotent=True)
+        if response.status_code >= 400:
+            raise self._refused(response)
+        assignments: dict[str, ExistingAssignment] = {}
+        scores: dict[tuple[str, str], ScorePayload] = {}
+        for row in response.json():
+            sections = row["_assignmentsections"]
+            assignments[str(row["assignmentid"])] = ExistingAssignment(
+                dest_id=str(row["assignmentid"]), name=sections[0]["name"], due_date=sections[0]["duedate"],
+                section_assignment_ids={str(s["sectionsdcid"]): str(s["assignmentsectionid"]) for s in sections},
+            )
+            for section in sections:
+                for score in section.get("_assignmentscores", []):
+                    scores[(str(section["assignmentsectionid"]), str(score["studentsdcid"]))] = ScorePayload(
+                        points=score.get("scorepoints"), late=bool(score.get("islate")),
+                        exempt=bool(score.get("isexempt")))
+        return assignments, scores
 
     async def _students_of(self, school: int) -> list[dict[str, Any]]:
         """A school's students, read once per connector: every course of a run shares them."""
@@ -367,19 +395,7 @@ class PowerTeacherProDestination(Destination):
         }
 
     async def read_scores(self, section_ids: list[str]) -> dict[tuple[str, str], ScorePayload]:
-        response = await self.client.request(
-            "POST", "/ws/xte/assignment/lookup", json={"section_ids": [int(s) for s in section_ids]}
-        )
-        if response.status_code >= 400:
-            raise self._refused(response)
-        held: dict[tuple[str, str], ScorePayload] = {}
-        for assignment in response.json():
-            for section in assignment["_assignmentsections"]:
-                for score in section.get("_assignmentscores", []):
-                    held[(str(section["assignmentsectionid"]), str(score["studentsdcid"]))] = ScorePayload(
-                        points=score.get("scorepoints"), late=bool(score.get("islate")), exempt=bool(score.get("isexempt"))
-                    )
-        return held
+        return (await self._holdings(section_ids))[1]
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -29,6 +29,19 @@ from passback.settings import Settings, get_settings
 from passback.store import open_store
 from passback.store.connections import UnknownConnection, list_connections, save_connection
 from passback.store.history import OUTCOMES, get_run, get_run_items, list_runs
+from passback.connectors.base import DestinationError, SourceError
+from passback.setup_actions import (
+    SetupError,
+    apply_fixes,
+    check_course,
+    import_categories,
+    link_assignment,
+    list_categories,
+    map_category,
+    set_switch,
+    unlink_assignment,
+    unmap_category,
+)
 from passback.sync import RunResult
 from passback.vault import load_key
 
@@ -54,7 +67,7 @@ def _emit_json(value: Any) -> None:
 def _friendly_errors():  # type: ignore[no-untyped-def]
     try:
         yield
-    except (UnknownConnection, SandboxError) as exc:
+    except (UnknownConnection, SandboxError, SetupError, SourceError, DestinationError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
 
@@ -242,6 +255,8 @@ def sync_cmd(
     source: str = typer.Option(SANDBOX_SOURCE, help="Source connection name."),
     destination: str = typer.Option(SANDBOX_DESTINATION, help="Destination connection name."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; write nothing."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Send the source's grade even where the destination's was changed by hand."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Sync a course, one assignment of it, or one student of it."""
@@ -258,7 +273,7 @@ def sync_cmd(
         results = _run_with_progress(
             lambda progress: sync_courses(
                 store, settings, Route(source, destination), scopes, all_courses=all_courses,
-                dry_run=dry_run, progress=progress),
+                dry_run=dry_run, overwrite_drift=overwrite, progress=progress),
             quiet=json_out or dry_run,
         )
     if json_out:
@@ -447,6 +462,151 @@ def errors_cmd(json_out: bool = typer.Option(False, "--json")) -> None:
     for row in rows:
         table.add_row(row["code"], str(row["seed_error"] or ""), row["outcome"], row["meaning"], row["fix"])
     console.print(table)
+
+
+# --- setup: categories, links, switches, readiness -----------------------------------------------
+
+categories_app = typer.Typer(no_args_is_help=True, help="Category import and mapping per course.")
+app.add_typer(categories_app, name="categories")
+SourceOpt = typer.Option(SANDBOX_SOURCE, "--source", help="Source connection name.")
+DestinationOpt = typer.Option(SANDBOX_DESTINATION, "--destination", help="Destination connection name.")
+CourseOpt = typer.Option(..., "--course", help="Course id in the source.")
+
+
+def _setup_call(coro):  # type: ignore[no-untyped-def]
+    with _friendly_errors():
+        return asyncio.run(coro)
+
+
+def _ctx(source: str, destination: str):  # type: ignore[no-untyped-def]
+    settings = get_settings()
+    return open_store(settings), settings, Route(source, destination)
+
+
+@categories_app.command("import")
+def categories_import(course: str = CourseOpt, source: str = SourceOpt, destination: str = DestinationOpt,
+                      json_out: bool = typer.Option(False, "--json")) -> None:
+    """Create the destination's categories in the source course, named exactly, marked imported."""
+    report = _setup_call(import_categories(*_ctx(source, destination), course))
+    if json_out:
+        _emit_json(report)
+        return
+    for row in report:
+        console.print(f"{row['status']:>32}  {row['category']}  (source category {row['source_category_id']})")
+
+
+@categories_app.command("list")
+def categories_list(course: str = CourseOpt, source: str = SourceOpt, destination: str = DestinationOpt,
+                    json_out: bool = typer.Option(False, "--json")) -> None:
+    """Each category of the course, where it goes, and every mapping problem with its fix."""
+    report = _setup_call(list_categories(*_ctx(source, destination), course))
+    if json_out:
+        _emit_json(report)
+        return
+    table = Table("id", "category", "destination", "via", "note")
+    for row in report["categories"]:
+        table.add_row(row["source_category_id"], row["name"], row["destination_category"] or "-",
+                      row["via"] or "-", row.get("note", ""))
+    console.print(table)
+    for problem in report["problems"]:
+        console.print(f"[red]problem[/red] {problem['name']} ({problem['source_category_id']}): {problem['problem']}")
+        console.print(f"    fix: {escape(problem['fix'])}")
+    console.print("Destination categories: " + ", ".join(f"{c['id']} {c['name']}" for c in report["destination_categories"]))
+
+
+@categories_app.command("map")
+def categories_map(course: str = CourseOpt, category: str = typer.Option(..., help="Source category id."),
+                   to: str = typer.Option(..., "--to", help="Destination category id."),
+                   source: str = SourceOpt, destination: str = DestinationOpt) -> None:
+    """Map a source category to a destination category (kept by id: renames do not break it)."""
+    mapping = _setup_call(map_category(*_ctx(source, destination), course, category, to))
+    console.print(f"Mapped {mapping.source_category_name} -> {mapping.dest_category_name}. "
+                  "A changed mapping takes effect on the next sync of the course.")
+
+
+@categories_app.command("unmap")
+def categories_unmap(course: str = CourseOpt, category: str = typer.Option(..., help="Source category id."),
+                     source: str = SourceOpt, destination: str = DestinationOpt) -> None:
+    """Remove a category mapping."""
+    removed = _setup_call(unmap_category(*_ctx(source, destination), course, category))
+    console.print("Removed." if removed else "There was no such mapping.")
+
+
+@app.command("link")
+def link_cmd(course: str = CourseOpt, assignment: str = typer.Option(..., help="Source assignment id."),
+             to: str = typer.Option(..., "--to", help="Existing destination assignment id."),
+             source: str = SourceOpt, destination: str = DestinationOpt) -> None:
+    """Send an assignment to an existing destination assignment instead of creating one."""
+    linked = _setup_call(link_assignment(*_ctx(source, destination), course, assignment, to))
+    console.print(f"Linked assignment {assignment} to destination assignment {to} ({linked['name']}); "
+                  "the next sync brings it up to date.")
+
+
+@app.command("unlink")
+def unlink_cmd(course: str = CourseOpt, assignment: str = typer.Option(..., help="Source assignment id."),
+               source: str = SourceOpt, destination: str = DestinationOpt) -> None:
+    """Forget an assignment's link; the next sync creates a new destination assignment."""
+    had = _setup_call(unlink_assignment(*_ctx(source, destination), course, assignment))
+    console.print("Unlinked." if had else "The assignment had no link.")
+
+
+@app.command("switch")
+def switch_cmd(state: str = typer.Argument(..., help="on or off"), course: str = CourseOpt,
+               assignment: str = typer.Option(..., help="Source assignment id."),
+               source: str = SourceOpt, destination: str = DestinationOpt) -> None:
+    """Turn an assignment's sync switch on or off."""
+    if state not in ("on", "off"):
+        err.print("error: say on or off.")
+        raise typer.Exit(2)
+    where = _setup_call(set_switch(*_ctx(source, destination), course, assignment, state == "on"))
+    console.print(f"Sync is {state} for assignment {assignment} (kept in the {where}).")
+
+
+@app.command("check")
+def check_cmd(course: str = CourseOpt, source: str = SourceOpt, destination: str = DestinationOpt,
+              json_out: bool = typer.Option(False, "--json")) -> None:
+    """Before any sync: every assignment, what blocks it, and the fix."""
+    readiness = _setup_call(check_course(*_ctx(source, destination), course))
+    if json_out:
+        _emit_json({"course_id": course, "ready": readiness.ready, "assignments": readiness.assignments,
+                    "fixes": [{"assignment_id": f.assignment_id, "code": f.code, "change": f.changes.described()}
+                              for f in readiness.fixes]})
+        return
+    table = Table("assignment", "status", "what blocks it", "fix", show_lines=True)
+    for row in readiness.assignments:
+        blocks = "\n".join(f["message"] for f in row["findings"])
+        fixes = "\n".join(f["fix"] for f in row["findings"])
+        if row["student_errors"]:
+            blocks += ("\n" if blocks else "") + f"{row['student_errors']} student(s) cannot be sent"
+        table.add_row(f"{row['assignment_id']} {row['name']}", row["status"], escape(blocks), escape(fixes))
+    console.print(table)
+    console.print(f"{readiness.ready} of {len(readiness.assignments)} assignments are ready.")
+    if readiness.fixes:
+        console.print(f"{len(readiness.fixes)} can be fixed with one action: passback fix --course {course}")
+
+
+@app.command("fix")
+def fix_cmd(course: str = CourseOpt, source: str = SourceOpt, destination: str = DestinationOpt,
+            yes: bool = typer.Option(False, "--yes", help="Apply every safe fix without asking."),
+            json_out: bool = typer.Option(False, "--json")) -> None:
+    """Apply the safe fixes: shorten names uniquely, points "none" to 0, move to the mapped
+    category, or turn the switch off; each one after confirmation."""
+    store, settings, route = _ctx(source, destination)
+    readiness = _setup_call(check_course(store, settings, route, course))
+    chosen = []
+    for fix in readiness.fixes:
+        if yes or (not json_out and typer.confirm(fix.described, default=False)):
+            chosen.append(fix)
+    if json_out and not yes and readiness.fixes:
+        err.print("error: with --json, confirm with --yes (nothing was changed).")
+        raise typer.Exit(2)
+    done = _setup_call(apply_fixes(store, settings, route, course, chosen)) if chosen else []
+    if json_out:
+        _emit_json({"applied": done, "offered": len(readiness.fixes)})
+        return
+    for row in done:
+        console.print(f"fixed {row['assignment_id']}: {row['applied']}")
+    console.print(f"{len(done)} of {len(readiness.fixes)} fixes applied.")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,6 +32,7 @@ from passback.connectors.base import (
     SourceError,
 )
 from passback.connectors.http import request_meter
+from passback.model import CourseSnapshot
 from passback.plan import (
     ASSIGNMENT,
     CREATE,
@@ -331,12 +332,18 @@ class SyncRequest:
     today: date | None = None
 
 
+async def _given(snapshot: CourseSnapshot) -> CourseSnapshot:
+    return snapshot
+
+
 async def plan_course(store: Store, source: Source, destination: Destination, pairing: Pairing,
-                      request: SyncRequest, phases: dict[str, float] | None = None) -> Plan:
+                      request: SyncRequest, phases: dict[str, float] | None = None,
+                      snapshot: CourseSnapshot | None = None) -> Plan:
+    """Read both systems and the store, and plan; ``snapshot`` reuses a course already read."""
     phases = phases if phases is not None else {}
     clock = time.perf_counter()
     snapshot, identities = await asyncio.gather(
-        source.read_course(request.scope.course_id),
+        _given(snapshot) if snapshot is not None else source.read_course(request.scope.course_id),
         asyncio.to_thread(load_identities, store, pairing, (ASSIGNMENT, SCORE), f"{request.scope.course_id}:"),
     )
     phases["read_source"] = round(time.perf_counter() - clock, 3)

@@ -19,14 +19,44 @@ class SourceError(RuntimeError):
     """The source could not be read; the message names what and how to fix it."""
 
 
+@dataclass(frozen=True)
+class AssignmentChanges:
+    """What passback may change on a teacher's assignment, when the teacher confirms a fix."""
+
+    name: str | None = None
+    points_possible: float | None = None
+    category_id: str | None = None
+    sync: bool | None = None
+
+    def described(self) -> str:
+        parts = []
+        if self.name is not None:
+            parts.append(f"rename to {self.name!r}")
+        if self.points_possible is not None:
+            parts.append(f"set points possible to {self.points_possible:g}")
+        if self.category_id is not None:
+            parts.append(f"move to category {self.category_id}")
+        if self.sync is not None:
+            parts.append("turn sync " + ("on" if self.sync else "off"))
+        return ", ".join(parts)
+
+
 class Source(ABC):
     kind: str
+    has_sync_switch: bool = False  # the source itself holds a per-assignment "sync to SIS" flag
 
     @abstractmethod
     async def read_course(self, course_id: str) -> CourseSnapshot: ...
 
     @abstractmethod
     async def list_course_ids(self) -> list[str]: ...
+
+    @abstractmethod
+    async def create_category(self, course_id: str, name: str, destination_ref: str) -> str:
+        """Create a category marked as imported from the destination; returns its id."""
+
+    @abstractmethod
+    async def update_assignment(self, course_id: str, assignment_id: str, changes: AssignmentChanges) -> None: ...
 
     def course_url(self, course_id: str) -> str | None:
         return None

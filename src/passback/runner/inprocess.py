@@ -7,8 +7,11 @@ so the two differ only in who calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from passback.connectors.base import Destination, Source
 from passback.connectors.registry import open_destination, open_source
 from passback.plan import Scope
 from passback.settings import Settings
@@ -23,6 +26,27 @@ from passback.vault import load_key
 class Route:
     source: str
     destination: str
+
+
+@dataclass
+class OpenRoute:
+    source: Source
+    destination: Destination
+    pairing: Pairing
+
+
+@contextlib.asynccontextmanager
+async def open_route(store: Store, settings: Settings, route: Route) -> AsyncIterator[OpenRoute]:
+    """The two connectors of a route and their pairing, closed on the way out."""
+    key = load_key(settings)
+    source_conn = get_connection(store, key, route.source)
+    dest_conn = get_connection(store, key, route.destination)
+    source = open_source(source_conn, settings.concurrency, settings.http_timeout)
+    destination = open_destination(dest_conn, settings.concurrency, settings.http_timeout)
+    try:
+        yield OpenRoute(source, destination, Pairing(source_conn.id, dest_conn.id))
+    finally:
+        await asyncio.gather(source.aclose(), destination.aclose())
 
 
 async def sync_courses(
@@ -44,12 +68,6 @@ async def sync_courses(
     own caps keep the number of requests in flight to each system where it was.
     ``progress`` hears (assignments done, assignments planned) across all courses.
     """
-    key = load_key(settings)
-    source_conn = get_connection(store, key, route.source)
-    dest_conn = get_connection(store, key, route.destination)
-    source = open_source(source_conn, settings.concurrency, settings.http_timeout)
-    destination = open_destination(dest_conn, settings.concurrency, settings.http_timeout)
-    pairing = Pairing(source_conn.id, dest_conn.id)
     tally = {"done": 0, "total": 0}
 
     def counted(plan: Plan) -> None:
@@ -71,11 +89,10 @@ async def sync_courses(
             block_closed_terms=settings.block_closed_terms, overwrite_drift=overwrite_drift,
         )
         async with gate:
-            return await sync_course(store, source, destination, pairing, request, step_done, counted)
+            return await sync_course(store, opened.source, opened.destination, opened.pairing, request,
+                                     step_done, counted)
 
-    try:
+    async with open_route(store, settings, route) as opened:
         if all_courses:
-            scopes = [Scope(course_id=c) for c in await source.list_course_ids()]
+            scopes = [Scope(course_id=c) for c in await opened.source.list_course_ids()]
         return list(await asyncio.gather(*(one(scope) for scope in scopes or [])))
-    finally:
-        await asyncio.gather(source.aclose(), destination.aclose())

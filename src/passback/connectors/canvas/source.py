@@ -11,7 +11,7 @@ import asyncio
 from datetime import date, datetime
 from typing import Any
 
-from passback.connectors.base import Source
+from passback.connectors.base import AssignmentChanges, Source
 from passback.connectors.canvas.client import CanvasClient
 from passback.model import (
     AssignedTo,
@@ -111,6 +111,7 @@ def to_category(raw: dict[str, Any]) -> Category:
 
 class CanvasSource(Source):
     kind = "canvas"
+    has_sync_switch = True  # "Sync to SIS" is the assignment's post_to_sis
 
     def __init__(self, client: CanvasClient) -> None:
         self.client = client
@@ -185,6 +186,28 @@ class CanvasSource(Source):
         chosen = next((s for s in standards if s["id"] == wanted), None) or (standards[0] if standards else None)
         pairs = [(e["name"], e["value"]) for e in chosen["grading_scheme"]] if chosen else list(DEFAULT_SCHEME)
         return tuple(GradingSchemeEntry(name=n, min_fraction=float(v)) for n, v in pairs)
+
+    async def create_category(self, course_id: str, name: str, destination_ref: str) -> str:
+        group = await self.client.send(
+            "POST", f"/courses/{course_id}/assignment_groups",
+            json={"name": name, "sis_source_id": destination_ref,
+                  "integration_data": {"passback": {"destination_category_id": destination_ref}}},
+        )
+        return str(group["id"])
+
+    async def update_assignment(self, course_id: str, assignment_id: str, changes: AssignmentChanges) -> None:
+        fields: dict[str, Any] = {}
+        if changes.name is not None:
+            fields["name"] = changes.name
+        if changes.points_possible is not None:
+            fields["points_possible"] = changes.points_possible
+        if changes.category_id is not None:
+            fields["assignment_group_id"] = int(changes.category_id)
+        if changes.sync is not None:
+            fields["post_to_sis"] = changes.sync
+        if fields:
+            await self.client.send("PUT", f"/courses/{course_id}/assignments/{assignment_id}",
+                                   json={"assignment": fields})
 
     async def aclose(self) -> None:
         await self.client.aclose()

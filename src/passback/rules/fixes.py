@@ -35,7 +35,7 @@ def _cut(name: str, limit: int) -> str:
         return name
     cut = name[:limit]
     space = cut.rfind(" ")
-    if space >= limit * 0.6:
+    if name[limit] != " " and space >= limit * 0.6:
         cut = cut[:space]
     return cut.rstrip(" :;,.-")
 
@@ -57,7 +57,7 @@ def shorten_name(name: str, limit: int, taken: Iterable[str]) -> str:
 def mapped_category_for(current: Category | None, mapped: list[Category]) -> Category | None:
     """The mapped category an unmapped assignment belongs in: same name, else the only one."""
     if current is not None:
-        same = [c for c in mapped if c.name.casefold() == current.name.casefold()]
+        same = [c for c in mapped if c.name.strip().casefold() == current.name.strip().casefold()]
         if len(same) == 1:
             return same[0]
     return mapped[0] if len(mapped) == 1 else None

@@ -20,8 +20,9 @@ import uvicorn
 
 from passback.connectors.canvas import emulator as canvas_emulator
 from passback.connectors.powerschool import emulator as powerschool_emulator
+from passback.connectors.schoology import emulator as schoology_emulator
 from passback.emulation.faults import FaultConfig
-from passback.sandbox.district import Credentials, DistrictShape, generate
+from passback.sandbox.district import Credentials, DistrictShape, generate, schoology_from_canvas
 from passback.store.db import Store, make_engine, migrate
 
 POSTGRES_URL = os.environ.get("PASSBACK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -157,3 +158,23 @@ def district() -> Iterator[District]:
     with ServedApp(canvas_emulator.create_app(canvas_state, faults=canvas_faults)) as canvas, \
             ServedApp(powerschool_emulator.create_app(ps_state, faults=ps_faults)) as powerschool:
         yield District(canvas, powerschool, credentials, SMALL)
+
+
+SCHOOLOGY_KEY, SCHOOLOGY_SECRET = "sandbox-schoology", "sandbox-schoology-secret"
+
+
+@dataclass
+class SchoologyDistrict:
+    schoology: ServedApp
+    powerschool: ServedApp
+    credentials: Credentials
+    canvas_state: dict[str, Any]
+
+
+@pytest.fixture
+def schoology_district() -> Iterator[SchoologyDistrict]:
+    canvas_state, ps_state, credentials = generate(SMALL)
+    state = schoology_from_canvas(canvas_state, SCHOOLOGY_KEY, SCHOOLOGY_SECRET)
+    with ServedApp(schoology_emulator.create_app(state, faults=FaultConfig(seed=3), rate_limit=1000)) as schoology, \
+            ServedApp(powerschool_emulator.create_app(ps_state, faults=FaultConfig(seed=4))) as powerschool:
+        yield SchoologyDistrict(schoology, powerschool, credentials, canvas_state)

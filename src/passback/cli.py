@@ -165,13 +165,16 @@ def _save_sandbox_connections(settings: Settings, info) -> None:  # type: ignore
 
 @app.command("connect")
 def connect(
-    kind: str = typer.Argument(..., help="canvas or powerschool"),
+    kind: str = typer.Argument(..., help="canvas, schoology or powerschool"),
     name: str = typer.Option(..., help="A name to refer to this connection by."),
     url: str = typer.Option(..., help="Base URL, e.g. https://district.instructure.com"),
     token: str = typer.Option(None, help="Canvas access token.", envvar="PASSBACK_CONNECT_TOKEN"),
     client_id: str = typer.Option(None, help="PowerSchool plugin client id."),
     client_secret: str = typer.Option(None, help="PowerSchool plugin client secret.",
                                       envvar="PASSBACK_CONNECT_CLIENT_SECRET"),
+    consumer_key: str = typer.Option(None, help="Schoology API consumer key."),
+    consumer_secret: str = typer.Option(None, help="Schoology API consumer secret.",
+                                        envvar="PASSBACK_CONNECT_CONSUMER_SECRET"),
 ) -> None:
     """Save a connection; its credentials are encrypted at rest."""
     if kind == "canvas":
@@ -179,13 +182,18 @@ def connect(
             err.print("error: a Canvas connection needs --token (or PASSBACK_CONNECT_TOKEN).")
             raise typer.Exit(2)
         credentials = {"token": token}
+    elif kind == "schoology":
+        if not (consumer_key and consumer_secret):
+            err.print("error: a Schoology connection needs --consumer-key and --consumer-secret.")
+            raise typer.Exit(2)
+        credentials = {"consumer_key": consumer_key, "consumer_secret": consumer_secret}
     elif kind == "powerschool":
         if not (client_id and client_secret):
             err.print("error: a PowerSchool connection needs --client-id and --client-secret.")
             raise typer.Exit(2)
         credentials = {"client_id": client_id, "client_secret": client_secret}
     else:
-        err.print(f"error: unknown kind {kind!r}; choose canvas or powerschool.")
+        err.print(f"error: unknown kind {kind!r}; choose canvas, schoology or powerschool.")
         raise typer.Exit(2)
     settings = get_settings()
     save_connection(open_store(settings), load_key(settings), name=name, kind=kind, base_url=url,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from passback.connectors.base import Destination, Source
 from passback.store.connections import Connection
 
-SOURCE_KINDS = ("canvas",)
+SOURCE_KINDS = ("canvas", "schoology")
 DESTINATION_KINDS = ("powerschool",)
 
 
@@ -20,6 +20,13 @@ def open_source(connection: Connection, concurrency: int = 8, timeout: float = 3
 
         return CanvasSource(CanvasClient(connection.base_url, connection.credentials["token"],
                                          concurrency=concurrency, timeout=timeout))
+    if connection.kind == "schoology":
+        from passback.connectors.schoology.client import SchoologyClient
+        from passback.connectors.schoology.source import SchoologySource
+
+        return SchoologySource(SchoologyClient(connection.base_url, connection.credentials["consumer_key"],
+                                               connection.credentials["consumer_secret"],
+                                               concurrency=concurrency, timeout=timeout))
     raise UnsupportedConnection(
         f"Connection {connection.name!r} is a {connection.kind} connection, which cannot be read "
         f"from; sources are: {', '.join(SOURCE_KINDS)}."

@@ -230,3 +230,89 @@ def _grade_all(canvas: dict[str, Any], rng: random.Random, assignment_id: int, s
                         seconds_late=3600 if late else 0, late_policy_status="late" if late else None,
                         submission_type="online_text_entry")
         canvas["submissions"][f"{assignment_id}:{user_id}"] = base
+
+
+def schoology_from_canvas(canvas: dict[str, Any], consumer_key: str = "sandbox-schoology",
+                          consumer_secret: str = "sandbox-schoology-secret") -> dict[str, Any]:
+    """The same district as a Schoology school: one section gradebook per Canvas section.
+
+    Categories carry the Canvas group names but no link to PowerSchool: in Schoology they
+    are mapped per course (seed 001, step C). Grades copy the Canvas submissions (excused
+    -> exception 1, missing -> exception 3).
+    """
+    from passback.connectors.schoology.emulator import empty_state as empty_schoology
+
+    state = empty_schoology()
+    ids = iter(range(700_001, 10**8))
+    teacher = next(ids)
+    state["consumers"][consumer_key] = {"secret": consumer_secret, "uid": teacher}
+    state["users"][str(teacher)] = {"uid": str(teacher), "id": teacher, "school_uid": "T-1", "name_first": "Sandbox",
+                                    "name_last": "Teacher", "tz_name": TIME_ZONE}
+    term = canvas["terms"]["1"]
+    period = next(ids)
+    state["grading_periods"][str(period)] = {"id": period, "title": term["name"], "weight": 100,
+                                             "start": f"{TERM_START.isoformat()} 00:00:00",
+                                             "end": f"{TERM_END.isoformat()} 00:00:00"}
+    for user in canvas["users"].values():
+        name_last, _, name_first = user["sortable_name"].partition(", ")
+        state["users"][str(user["id"])] = {"uid": str(user["id"]), "id": user["id"], "school_uid": user["sis_user_id"],
+                                           "name_first": name_first, "name_last": name_last, "tz_name": TIME_ZONE}
+    zone = ZoneInfo(TIME_ZONE)
+    for section in sorted(canvas["sections"].values(), key=lambda s: s["id"]):
+        course = canvas["courses"][str(section["course_id"])]
+        section_id = str(next(ids))
+        state["sections"][section_id] = {
+            "id": section_id, "course_title": course["name"], "course_code": course["course_code"],
+            "course_id": str(course["id"]), "school_id": "1", "section_title": section["name"], "section_code": "",
+            "section_school_code": section["sis_section_id"], "active": 1, "grading_periods": [period],
+            "teacher_uid": teacher,
+        }
+        enrollment_of: dict[int, str] = {}
+        for enrollment in sorted(canvas["enrollments"].values(), key=lambda e: e["id"]):
+            if enrollment["course_section_id"] != section["id"]:
+                continue
+            enrollment_id = str(next(ids))
+            enrollment_of[enrollment["user_id"]] = enrollment_id
+            state["enrollments"][enrollment_id] = {"id": enrollment_id, "uid": enrollment["user_id"],
+                                                   "section_id": section_id, "admin": 0, "status": "1"}
+        category_of: dict[int, int] = {}
+        for group in sorted(canvas["assignment_groups"].values(), key=lambda g: g["id"]):
+            if group["course_id"] != course["id"]:
+                continue
+            category_id = next(ids)
+            category_of[group["id"]] = category_id
+            state["grading_categories"][str(category_id)] = {
+                "id": category_id, "section_id": section_id, "title": group["name"], "delta": group["position"],
+                "calculation_type": 2, "weight": int(group["group_weight"])}
+        for assignment in sorted(canvas["assignments"].values(), key=lambda a: a["id"]):
+            if assignment["course_id"] != course["id"]:
+                continue
+            assignment_id = next(ids)
+            due = datetime.fromisoformat(assignment["due_at"].replace("Z", "+00:00")).astimezone(zone)
+            points = assignment["points_possible"]
+            state["assignments"][str(assignment_id)] = {
+                "id": assignment_id, "section_id": section_id, "title": assignment["name"],
+                "description": assignment["description"] or "", "due": due.strftime("%Y-%m-%d %H:%M:%S"),
+                "grading_scale": "0", "grading_period": str(period),
+                "grading_category": str(category_of.get(assignment["assignment_group_id"], 0)),
+                "max_points": "" if points is None else f"{points:g}", "factor": "1", "is_final": "0",
+                "published": 1, "type": "assignment", "grade_item_id": assignment_id, "count_in_grade": 1,
+                "assignees": [], "grading_group_ids": [], "web_url": f"https://app.schoology.com/assignment/{assignment_id}",
+            }
+            for user_id, enrollment_id in enrollment_of.items():
+                submission = canvas["submissions"].get(f"{assignment['id']}:{user_id}")
+                if submission is None:
+                    continue
+                if submission["excused"]:
+                    exception, grade = 1, None
+                elif submission["missing"]:
+                    exception, grade = 3, 0.0
+                elif submission["score"] is not None:
+                    exception, grade = 0, float(submission["score"])
+                else:
+                    continue
+                state["grades"][f"{assignment_id}:{enrollment_id}"] = {
+                    "enrollment_id": int(enrollment_id), "assignment_id": assignment_id, "grade": grade,
+                    "exception": exception, "timestamp": 1793000000, "comment": ""}
+    state["next_id"] = next(ids)
+    return state

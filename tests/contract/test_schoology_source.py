@@ -1,0 +1,104 @@
+"""Schoology source (S2) against the Schoology emulator: the shared source contract plus
+Schoology's own OAuth 1.0a, replay refusal, paging and rate limit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from passback.connectors.base import SourceError
+from passback.connectors.schoology.client import SchoologyClient
+from passback.connectors.schoology.emulator import REPLAY_TEXT
+from passback.connectors.schoology.source import SchoologySource
+from tests.conftest import SCHOOLOGY_KEY, SCHOOLOGY_SECRET, SchoologyDistrict
+from tests.contract.source_suite import SourceContract
+
+
+def schoology_truth(state: dict[str, Any]) -> dict[str, Any]:
+    courses: dict[str, Any] = {}
+    for section in state["sections"].values():
+        sid = section["id"]
+        enrolled = {e["id"]: e for e in state["enrollments"].values() if e["section_id"] == sid and e["admin"] == 0}
+        assignments = {a["id"]: a for a in state["assignments"].values() if a["section_id"] == sid}
+        grades = [g for g in state["grades"].values() if g["assignment_id"] in assignments
+                  and str(g["enrollment_id"]) in enrolled]
+        uid = {int(k): str(e["uid"]) for k, e in enrolled.items()}
+        courses[sid] = {
+            "section_sis_ids": [section["section_school_code"]],
+            "student_sis_ids": [state["users"][str(e["uid"])]["school_uid"] for e in enrolled.values()],
+            "assignments": {str(a["id"]): (a["title"], float(a["max_points"]) if a["max_points"] else None)
+                            for a in assignments.values()},
+            "graded_scores": {(str(g["assignment_id"]), uid[g["enrollment_id"]]): g["grade"]
+                              for g in grades if g["exception"] == 0 and g["grade"] is not None},
+            "excused": {(str(g["assignment_id"]), uid[g["enrollment_id"]]) for g in grades if g["exception"] == 1},
+            "missing": {(str(g["assignment_id"]), uid[g["enrollment_id"]]) for g in grades if g["exception"] == 3},
+            "imported_categories": {},
+        }
+    return {"courses": courses}
+
+
+@pytest.fixture
+async def source(schoology_district: SchoologyDistrict) -> AsyncIterator[SchoologySource]:
+    client = SchoologyClient(schoology_district.schoology.url, SCHOOLOGY_KEY, SCHOOLOGY_SECRET)
+    yield SchoologySource(client)
+    await client.aclose()
+
+
+@pytest.fixture
+def truth(schoology_district: SchoologyDistrict) -> dict[str, Any]:
+    return schoology_truth(schoology_district.schoology.state)
+
+
+class TestSchoologyContract(SourceContract):
+    pass
+
+
+def test_plaintext_signature_and_replayed_nonce(schoology_district: SchoologyDistrict) -> None:
+    header = ('OAuth realm="Schoology API", oauth_consumer_key="{key}", oauth_token="", oauth_nonce="n1", '
+              'oauth_timestamp="1700000000", oauth_signature_method="PLAINTEXT", oauth_version="1.0", '
+              'oauth_signature="{secret}%26"').format(key=SCHOOLOGY_KEY, secret=SCHOOLOGY_SECRET)
+    url = f"{schoology_district.schoology.url}/v1/users/me"
+    first = httpx.get(url, headers={"Authorization": header})
+    assert first.status_code == 303 and first.headers["location"].endswith("/v1/users/" + str(
+        schoology_district.schoology.state["consumers"][SCHOOLOGY_KEY]["uid"]))
+    replay = httpx.get(url, headers={"Authorization": header})
+    assert replay.status_code == 401 and replay.text == REPLAY_TEXT
+    wrong = httpx.get(url, headers={"Authorization": header.replace("n1", "n2").replace(SCHOOLOGY_SECRET, "nope")})
+    assert wrong.status_code == 401
+
+
+@pytest.mark.anyio
+async def test_bad_key_names_the_fix(schoology_district: SchoologyDistrict) -> None:
+    client = SchoologyClient(schoology_district.schoology.url, SCHOOLOGY_KEY, "wrong-secret")
+    try:
+        with pytest.raises(SourceError, match="consumer key and secret"):
+            await SchoologySource(client).list_course_ids()
+    finally:
+        await client.aclose()
+
+
+def test_paging_links_follow_schoology(schoology_district: SchoologyDistrict) -> None:
+    from passback.connectors.schoology.client import OAuth1
+
+    section = next(iter(schoology_district.schoology.state["sections"]))
+    with httpx.Client(auth=OAuth1(SCHOOLOGY_KEY, SCHOOLOGY_SECRET)) as client:
+        page = client.get(f"{schoology_district.schoology.url}/v1/sections/{section}/assignments",
+                          params={"start": 0, "limit": 3}).json()
+        assert len(page["assignment"]) == 3 and isinstance(page["total"], int)
+        assert "start=3" in page["links"]["next"]
+        enrollments = client.get(f"{schoology_district.schoology.url}/v1/sections/{section}/enrollments").json()
+        assert isinstance(enrollments["total"], str) and "next" not in enrollments["links"]
+        assert client.get(f"{schoology_district.schoology.url}/v1/sections/999/enrollments").content == b""
+
+
+@pytest.mark.anyio
+async def test_rate_limit_is_waited_out(schoology_district: SchoologyDistrict, source: SchoologySource) -> None:
+    schoology_district.schoology.control("faults", {"rate_limit": 4})
+    source.client.http.policy.initial_wait = 0.5
+    course = next(iter(schoology_district.schoology.state["sections"]))
+    snapshot = await source.read_course(course)
+    assert snapshot.assignments
+    assert schoology_district.schoology.control("stats")["rate_limited"] > 0

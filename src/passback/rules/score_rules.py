@@ -25,7 +25,7 @@ def check_score(
         return None if dest_student_id and dest_assignment_section_id else _not_in_section(context)
     if score.missing:
         return Finding("missing-not-sent", context)
-    if score.resubmitted and previously_written:
+    if score.resubmitted:
         return Finding("score-removed-after-grading", context)
     if not score.graded and not previously_written:
         return Finding("student-not-graded", context)

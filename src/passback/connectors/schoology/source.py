@@ -111,6 +111,7 @@ class SchoologySource(Source):
                     start=min(starts) if starts else None, end=max(ends) if ends else None) if period_rows else None
         sis_id = section.get("section_school_code") or None
         scores = [score for raw in grades if (score := to_score(raw, student_of)) is not None]
+        scores += self._ungraded(assignments, scores, student_of)
         return CourseSnapshot(
             course=Course(source_id=str(section["id"]), name=f"{section['course_title']}: {section['section_title']}",
                           code=section.get("course_code"), sis_id=sis_id, term=term,
@@ -125,6 +126,19 @@ class SchoologySource(Source):
                               if a.get("type", "assignment") == "assignment"),
             scores=tuple(scores),
         )
+
+    @staticmethod
+    def _ungraded(assignments: list[dict[str, Any]], scores: list[Score], student_of: dict[str, str]) -> list[Score]:
+        """An ungraded score for each assigned student Schoology holds no grade for (seed 000, error 3)."""
+        have = {(s.assignment_id, s.student_id) for s in scores}
+        missing = []
+        for raw in assignments:
+            assigned = [str(e) for e in raw.get("assignees") or []] or list(student_of)
+            for enrollment in assigned:
+                student = student_of.get(enrollment)
+                if student and (str(raw["id"]), student) not in have:
+                    missing.append(Score(assignment_id=str(raw["id"]), student_id=student))
+        return missing
 
     def _assignment(self, raw: dict[str, Any], zone: ZoneInfo | None, student_of: dict[str, str],
                     course_id: str) -> Assignment:

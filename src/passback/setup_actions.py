@@ -52,7 +52,11 @@ async def import_categories(store: Store, settings: Settings, route: Route, cour
     marked imported. Existing imported groups are left alone, renamed or not."""
     async with open_route(store, settings, route) as opened:
         snapshot, context = await _read_both(opened, course_id)
+        present = {c.source_id: c for c in snapshot.categories}
         have = {c.destination_ref: c for c in snapshot.categories if c.destination_ref}
+        for source_id, mapping in load_mappings(store, opened.pairing, course_id).items():
+            if source_id in present:
+                have.setdefault(mapping.dest_category_id, present[source_id])
         report = []
         for dest_id, category in _dest_categories(context).items():
             if dest_id in have:
@@ -61,6 +65,7 @@ async def import_categories(store: Store, settings: Settings, route: Route, cour
                 report.append({"category": category.name, "status": status, "source_category_id": existing.source_id})
                 continue
             new_id = await opened.source.create_category(course_id, category.name, dest_id)
+            save_mapping(store, opened.pairing, course_id, CategoryMapping(new_id, category.name, dest_id, category.name))
             report.append({"category": category.name, "status": "imported", "source_category_id": new_id})
         return report
 

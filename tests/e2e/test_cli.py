@@ -77,3 +77,19 @@ def test_errors_catalogue_and_bad_input(data_dir: Path) -> None:
     assert missing.returncode == 2 and "No connection named 'nope'" in missing.stderr
     no_scope = passback(data_dir, "sync", check=False)
     assert no_scope.returncode == 2 and "--course" in no_scope.stderr
+
+
+def test_check_then_fix_makes_the_course_ready(data_dir: Path) -> None:
+    passback(data_dir, "sandbox", "up", "--courses", "1", "--students", "4", "--assignments", "4")
+    before = json.loads(passback(data_dir, "check", "--course", "101", "--json").stdout)
+    blocked = {a["name"]: a for a in before["assignments"] if a["status"] == "blocked"}
+    assert set(blocked) == {"Unit 3 Lab Report: Measuring the Speed of Sound in Air", "Reading Log", "Bonus Puzzle"}
+    assert all(a["findings"][0]["fix"] for a in blocked.values())
+    assert len(before["fixes"]) == 3
+    refused = passback(data_dir, "fix", "--course", "101", "--json", check=False)
+    assert refused.returncode == 2  # a script must say --yes
+    fixed = json.loads(passback(data_dir, "fix", "--course", "101", "--yes", "--json").stdout)
+    assert len(fixed["applied"]) == 3
+    after = json.loads(passback(data_dir, "check", "--course", "101", "--json").stdout)
+    assert not [a for a in after["assignments"] if a["status"] == "blocked"]
+    assert after["ready"] == before["ready"] + 2  # renamed and re-pointed; the bonus puzzle is switched off

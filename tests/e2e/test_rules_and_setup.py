@@ -238,3 +238,24 @@ def test_closed_term_writes_nothing(driver: Driver, env: tuple[Store, Settings])
     codes = {i["code"] for i in runs_show(result.run_id[:8])["items"] if i["object_kind"] == "assignment"}
     assert "term-closed" in codes
     assert result.counts["created"] == 0 and ps_assignments(driver) == {}
+
+
+def test_import_categories_named_exactly_and_marked(driver: Driver, env: tuple[Store, Settings]) -> None:
+    """Seed 000 step 2: the destination's categories appear in the source course, exactly named."""
+    from passback.setup_actions import import_categories
+
+    store, settings = env
+    driver.connect(store, settings)
+    _, ps_categories = ps_teacher_and_categories(driver)
+    if driver.kind == "canvas":  # one imported group was deleted by the teacher
+        del driver.state["assignment_groups"][driver.category("Tests")]  # type: ignore[attr-defined]
+    report = asyncio.run(import_categories(store, settings, ROUTE, driver.course_id))
+    imported = {r["category"] for r in report if r["status"] == "imported"}
+    assert imported == ({"Tests"} if driver.kind == "canvas" else {"Homework", "Quizzes", "Tests", "Projects"})
+    assert "Participation" not in {r["category"] for r in report}  # inactive in PowerTeacher Pro
+    listed = asyncio.run(list_categories(store, settings, ROUTE, driver.course_id))
+    tests_rows = [r for r in listed["categories"] if r["destination_category"] == "Tests"]
+    assert tests_rows and all(r["name"] == "Tests" for r in tests_rows)
+    assert tests_rows[-1]["destination_category_id"] == str(ps_categories["Tests"]["teachercategoryid"])
+    again = asyncio.run(import_categories(store, settings, ROUTE, driver.course_id))
+    assert not [r for r in again if r["status"] == "imported"]  # importing twice adds nothing

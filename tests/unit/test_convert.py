@@ -22,34 +22,39 @@ def score(**values: object) -> Score:
     return Score(assignment_id="1", student_id="9", **values)  # type: ignore[arg-type]
 
 
-# "Transfer of Assignment Grades" and "Transfer of Assignment Statuses" (seed 000)
+# Seed 000, "Transfer of Assignment Grades" and "Transfer of Assignment Statuses", row by row.
 @pytest.mark.parametrize(
     ("row", "grading", "submission", "expected"),
     [
-        ("Points -> Points", GradingType.POINTS, {"score": 17.5, "grade": "17.5", "graded": True},
+        ("Points | Points", GradingType.POINTS, {"score": 17.5, "grade": "17.5", "graded": True},
          ScorePayload(points=17.5)),
-        ("Percentage -> Points", GradingType.PERCENT, {"score": 15.0, "grade": "75%", "graded": True},
+        ("Percentage | Points", GradingType.PERCENT, {"score": 15.0, "grade": "75%", "graded": True},
          ScorePayload(points=15.0)),
-        ("Percentage (grade only) -> Points", GradingType.PERCENT, {"grade": "75%", "graded": True},
-         ScorePayload(points=15.0)),
-        ("Incomplete -> 0, Incomplete status not passed", GradingType.PASS_FAIL,
+        ("Percentage | Points (a grade given only as a percentage)", GradingType.PERCENT,
+         {"grade": "75%", "graded": True}, ScorePayload(points=15.0)),
+        ("Incomplete | 0, Incomplete status not passed", GradingType.PASS_FAIL,
          {"score": 0.0, "grade": "incomplete", "graded": True}, ScorePayload(points=0.0)),
-        ("Complete -> 100 (full credit)", GradingType.PASS_FAIL,
-         {"score": 20.0, "grade": "complete", "graded": True}, ScorePayload(points=20.0)),
-        ("Letter grade through the scheme", GradingType.LETTER, {"grade": "B", "graded": True},
-         ScorePayload(points=16.0)),
-        ("Late -> Passes as Late", GradingType.POINTS, {"score": 12.0, "graded": True, "late": True},
+        ("Complete | 100", GradingType.PASS_FAIL, {"score": 20.0, "grade": "complete", "graded": True},
+         ScorePayload(points=20.0)),
+        ("Late | Passes as Late", GradingType.POINTS, {"score": 12.0, "graded": True, "late": True},
          ScorePayload(points=12.0, late=True)),
-        ("Missing -> Does not pass, displays as blank", GradingType.POINTS, {"missing": True}, None),
-        ("Missing with a policy score -> still blank", GradingType.POINTS,
+        ("Missing | Does not pass, displays as blank", GradingType.POINTS, {"missing": True}, None),
+        ("Missing | Does not pass, displays as blank (even with a missing-policy zero)", GradingType.POINTS,
          {"missing": True, "score": 0.0, "graded": True}, None),
-        ("Excused -> Mark Exempt", GradingType.POINTS, {"excused": True, "graded": True},
-         ScorePayload(points=None, exempt=True)),
-        ("Not graded -> nothing to send", GradingType.POINTS, {}, None),
+        ("Excused | Grade Passes, Mark Exempt in PowerTeacher Pro", GradingType.POINTS,
+         {"excused": True, "graded": True}, ScorePayload(points=None, exempt=True)),
+        ("Letter grade through the course grading scheme", GradingType.LETTER, {"grade": "B", "graded": True},
+         ScorePayload(points=16.0)),
+        ("Not graded: nothing to send", GradingType.POINTS, {}, None),
     ],
 )
 def test_transfer_tables(row: str, grading: GradingType, submission: dict, expected: ScorePayload | None) -> None:
     assert convert_score(score(**submission), assignment(grading), SCHEME) == expected, row
+
+
+def test_complete_is_100_on_a_100_point_assignment() -> None:
+    done = score(score=100.0, grade="complete", graded=True)
+    assert convert_score(done, assignment(GradingType.PASS_FAIL, points=100.0)) == ScorePayload(points=100.0)
 
 
 @given(
@@ -67,3 +72,17 @@ def test_properties(points: float, earned: float | None, missing: bool, excused:
     if first is not None and first.points is not None:
         assert first.points == round(earned or 0.0, 4)
         assert not first.exempt
+
+
+@given(points=st.floats(min_value=0, max_value=500, allow_nan=False),
+       earned=st.lists(st.floats(min_value=0, max_value=1000, allow_nan=False), min_size=1, max_size=20))
+def test_converted_points_never_exceed_points_possible_plus_extra_credit(points: float, earned: list[float]) -> None:
+    from passback.plan import extra_credit
+
+    target = assignment(points=points)
+    scores = [Score(assignment_id="1", student_id=str(i), score=e, graded=True) for i, e in enumerate(earned)]
+    allowance = extra_credit(target, scores, ())
+    for source in scores:
+        sent = convert_score(source, target)
+        assert sent is not None and sent.points is not None
+        assert sent.points <= round(points + allowance, 4) + 1e-9

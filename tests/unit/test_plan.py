@@ -143,3 +143,14 @@ def test_student_scope_plans_only_that_student() -> None:
 
 def test_value_hash_ignores_key_order() -> None:
     assert value_hash({"a": 1, "b": 2}) == value_hash({"b": 2, "a": 1})
+
+
+def test_resubmitted_then_regraded_overwrites_on_the_next_sync() -> None:
+    """Seed 000: "Resubmitted | New grade will overwrite old grade on next sync"."""
+    first = plan_for(snapshot())
+    waiting = snapshot(scores=(Score(assignment_id="1", student_id="u1", score=9.0, graded=True, resubmitted=True),))
+    blocked = plan_for(waiting, identities_after(first)).steps[0].scores[0]
+    assert blocked.action == "error" and blocked.finding.code == "score-removed-after-grading"
+    regraded = snapshot(scores=(Score(assignment_id="1", student_id="u1", score=10.0, graded=True),))
+    step = plan_for(regraded, identities_after(first)).steps[0].scores[0]
+    assert step.action == "update" and step.payload == ScorePayload(points=10.0)

@@ -35,7 +35,6 @@ from passback.connectors.http import request_meter
 from passback.model import CourseSnapshot
 from passback.plan import (
     ASSIGNMENT,
-    CREATE,
     DELETE,
     ERROR,
     OUTCOME_OF,

@@ -33,7 +33,6 @@ Control (never faulted or throttled): ``/_emulator/stats``, ``/_emulator/faults`
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import time
 from collections import Counter
@@ -47,7 +46,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from passback.emulation.faults import FaultConfig, FaultMiddleware
+from passback.emulation.app import emulator_app
+from passback.emulation.faults import FaultConfig
 from passback.emulation.state import StateFile
 
 NOT_FOUND = {"errors": [{"message": "The specified resource does not exist."}]}
@@ -557,18 +557,6 @@ def create_app(
             rows.append(row)
         return listing(request, rows)
 
-    async def stats(request: Request) -> Response:
-        return JSONResponse({"requests": dict(emu.requests), "total": sum(emu.requests.values()),
-                             "throttled": throttle.throttled})
-
-    async def fault_control(request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                faults.update(await request.json())
-            except ValueError as exc:
-                return JSONResponse({"message": str(exc)}, status_code=400)
-        return JSONResponse(faults.as_dict())
-
     async def throttle_control(request: Request) -> Response:
         if request.method == "POST":
             for key, value in (await request.json()).items():
@@ -577,31 +565,15 @@ def create_app(
             throttle.buckets.clear()
         return JSONResponse(throttle.as_dict())
 
-    async def dump_state(request: Request) -> Response:
-        return JSONResponse(emu.state)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
-        store.start(lambda: emu.state)
-        yield
-        await store.stop(emu.state)
-
-    app = Starlette(
-        routes=[
-            courses, course, sections, enrollments, assignment_groups, assignment_group, assignments,
-            assignment, grade, submit, bulk_submissions, grading_standards, sis_assignments,
-            Route("/_emulator/stats", stats, methods=["GET"]),
-            Route("/_emulator/faults", fault_control, methods=["GET", "POST"]),
-            Route("/_emulator/throttle", throttle_control, methods=["GET", "POST"]),
-            Route("/_emulator/state", dump_state, methods=["GET"]),
-        ],
-        lifespan=lifespan,
+    return emulator_app(
+        [courses, course, sections, enrollments, assignment_groups, assignment_group, assignments,
+         assignment, grade, submit, bulk_submissions, grading_standards, sis_assignments],
+        emulator=emu, faults=faults, state_file=store,
+        stats_extra=lambda: {"throttled": throttle.throttled},
+        control=[Route("/_emulator/throttle", throttle_control, methods=["GET", "POST"])],
+        throttled_response=(403, THROTTLED_BODY.encode(), {"content-type": "text/plain; charset=utf-8",
+                                                           "x-rate-limit-remaining": "0.0"}),
     )
-    app.state.emulator = emu
-    throttled = (403, THROTTLED_BODY.encode(), {"content-type": "text/plain; charset=utf-8",
-                                                 "x-rate-limit-remaining": "0.0"})
-    app.add_middleware(FaultMiddleware, config=faults, throttled_response=throttled)
-    return app
 
 
 def _new_assignment(assignment_id: int, course_id: int, params: dict[str, Any]) -> dict[str, Any]:

@@ -55,7 +55,6 @@ Control (never faulted): ``GET /_emulator/stats``, ``GET|POST /_emulator/faults`
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import secrets
 import time
@@ -69,7 +68,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from passback.emulation.faults import FaultConfig, FaultMiddleware
+from passback.emulation.app import emulator_app
+from passback.emulation.faults import FaultConfig
 from passback.emulation.state import StateFile
 
 NAME_LIMIT = 50
@@ -575,26 +575,6 @@ def create_app(
             )
         return JSONResponse(rows)
 
-    async def stats(request: Request) -> Response:
-        return JSONResponse({"requests": dict(emu.requests), "total": sum(emu.requests.values())})
-
-    async def fault_control(request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                faults.update(await request.json())
-            except ValueError as exc:
-                return JSONResponse({"message": str(exc)}, status_code=400)
-        return JSONResponse(faults.as_dict())
-
-    async def dump_state(request: Request) -> Response:
-        return JSONResponse(emu.state)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
-        store.start(lambda: emu.state)
-        yield
-        await store.stop(emu.state)
-
     routes = [
         Route("/oauth/access_token", token, methods=["POST"]),
         Route("/oauth/access_token/", token, methods=["POST"]),
@@ -607,11 +587,5 @@ def create_app(
         assignment,
         put_scores,
         lookup,
-        Route("/_emulator/stats", stats, methods=["GET"]),
-        Route("/_emulator/faults", fault_control, methods=["GET", "POST"]),
-        Route("/_emulator/state", dump_state, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.emulator = emu
-    app.add_middleware(FaultMiddleware, config=faults)
-    return app
+    return emulator_app(routes, emulator=emu, faults=faults, state_file=store)

@@ -24,7 +24,6 @@ Control (never faulted): ``/_emulator/stats``, ``/_emulator/faults``, ``/_emulat
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from collections import Counter, deque
@@ -38,7 +37,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from passback.emulation.faults import FaultConfig, FaultMiddleware
+from passback.emulation.app import emulator_app
+from passback.emulation.faults import FaultConfig
 from passback.emulation.state import StateFile
 
 REPLAY_TEXT = "Duplicate timestamp/nonce combination, possible replay attack.  Request rejected."
@@ -307,40 +307,18 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
                                          "weight": "100.00"} for p in found["grading_periods"]],
                              "total": len(rows), "links": links})
 
-    async def stats(request: Request) -> Response:
-        return JSONResponse({"requests": dict(emu.requests), "total": sum(emu.requests.values()),
-                             "rate_limited": emu.rate_limited})
+    def set_rate_limit(body: dict[str, Any]) -> None:
+        if "rate_limit" in body:
+            emu.rate_limit = int(body["rate_limit"])
 
-    async def fault_control(request: Request) -> Response:
-        if request.method == "POST":
-            body = await request.json()
-            if "rate_limit" in body:
-                emu.rate_limit = int(body["rate_limit"])
-            try:
-                faults.update(body)
-            except ValueError as exc:
-                return JSONResponse({"message": str(exc)}, status_code=400)
-        return JSONResponse(faults.as_dict() | {"rate_limit": emu.rate_limit})
-
-    async def dump_state(request: Request) -> Response:
-        return JSONResponse(emu.state)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
-        store.start(lambda: emu.state)
-        yield
-        await store.stop(emu.state)
-
-    app = Starlette(routes=[me, user, user_sections, section, enrollments, grading_categories, grading_category,
-                            grading_periods, assignments, assignment, grades,
-                            Route("/_emulator/stats", stats, methods=["GET"]),
-                            Route("/_emulator/faults", fault_control, methods=["GET", "POST"]),
-                            Route("/_emulator/state", dump_state, methods=["GET"])],
-                    lifespan=lifespan)
-    app.state.emulator = emu
-    app.add_middleware(FaultMiddleware, config=faults,
-                       throttled_response=(429, b"Rate limit exceeded", {"content-type": "text/plain"}))
-    return app
+    return emulator_app(
+        [me, user, user_sections, section, enrollments, grading_categories, grading_category,
+         grading_periods, assignments, assignment, grades],
+        emulator=emu, faults=faults, state_file=store,
+        stats_extra=lambda: {"rate_limited": emu.rate_limited, "rate_limit": emu.rate_limit},
+        on_faults=set_rate_limit,
+        throttled_response=(429, b"Rate limit exceeded", {"content-type": "text/plain"}),
+    )
 
 
 ASSIGNMENT_FIELDS = ("title", "description", "due", "grading_scale", "grading_period", "grading_category",

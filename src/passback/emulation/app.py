@@ -1,0 +1,70 @@
+"""Assembling an emulator app: its routes plus what every emulator shares.
+
+The control endpoints (request counts, fault settings, a dump of the state), the state
+file kept across restarts, and the fault-injection middleware are the same for every
+system; only the routes and the throttled answer differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from passback.emulation.faults import FaultConfig, FaultMiddleware
+from passback.emulation.state import StateFile
+
+
+def emulator_app(
+    routes: list[BaseRoute],
+    *,
+    emulator: Any,
+    faults: FaultConfig,
+    state_file: StateFile,
+    stats_extra: Callable[[], dict[str, Any]] = dict,
+    on_faults: Callable[[dict[str, Any]], None] | None = None,
+    control: list[BaseRoute] | None = None,
+    throttled_response: tuple[int, bytes, dict[str, str]] | None = None,
+) -> Starlette:
+    """``emulator`` must have ``state`` (a JSON-able dict) and ``requests`` (a Counter)."""
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse({"requests": dict(emulator.requests), "total": sum(emulator.requests.values()),
+                             **stats_extra()})
+
+    async def fault_control(request: Request) -> Response:
+        if request.method == "POST":
+            body = await request.json()
+            try:
+                if on_faults is not None:
+                    on_faults(body)
+                faults.update(body)
+            except ValueError as exc:
+                return JSONResponse({"message": str(exc)}, status_code=400)
+        return JSONResponse(faults.as_dict() | stats_extra())
+
+    async def dump_state(request: Request) -> Response:
+        return JSONResponse(emulator.state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+        state_file.start(lambda: emulator.state)
+        yield
+        await state_file.stop(emulator.state)
+
+    app = Starlette(
+        routes=[*routes,
+                Route("/_emulator/stats", stats, methods=["GET"]),
+                Route("/_emulator/faults", fault_control, methods=["GET", "POST"]),
+                Route("/_emulator/state", dump_state, methods=["GET"]),
+                *(control or [])],
+        lifespan=lifespan,
+    )
+    app.state.emulator = emulator
+    app.add_middleware(FaultMiddleware, config=faults, throttled_response=throttled_response)
+    return app

@@ -165,7 +165,7 @@ def _save_sandbox_connections(settings: Settings, info) -> None:  # type: ignore
 
 @app.command("connect")
 def connect(
-    kind: str = typer.Argument(..., help="canvas, schoology or powerschool"),
+    kind: str = typer.Argument(..., help="canvas, schoology, powerschool, edfi or csv"),
     name: str = typer.Option(..., help="A name to refer to this connection by."),
     url: str = typer.Option(..., help="Base URL, e.g. https://district.instructure.com"),
     token: str = typer.Option(None, help="Canvas access token.", envvar="PASSBACK_CONNECT_TOKEN"),
@@ -192,8 +192,15 @@ def connect(
             err.print("error: a PowerSchool connection needs --client-id and --client-secret.")
             raise typer.Exit(2)
         credentials = {"client_id": client_id, "client_secret": client_secret}
+    elif kind == "edfi":
+        if not (client_id and client_secret):
+            err.print("error: an Ed-Fi connection needs --client-id and --client-secret (the API key and secret).")
+            raise typer.Exit(2)
+        credentials = {"client_id": client_id, "client_secret": client_secret}
+    elif kind == "csv":
+        credentials = {}
     else:
-        err.print(f"error: unknown kind {kind!r}; choose canvas, schoology or powerschool.")
+        err.print(f"error: unknown kind {kind!r}; choose canvas, schoology, powerschool, edfi or csv.")
         raise typer.Exit(2)
     settings = get_settings()
     save_connection(open_store(settings), load_key(settings), name=name, kind=kind, base_url=url,
@@ -615,6 +622,111 @@ def fix_cmd(course: str = CourseOpt, source: str = SourceOpt, destination: str =
     for row in done:
         console.print(f"fixed {row['assignment_id']}: {row['applied']}")
     console.print(f"{len(done)} of {len(readiness.fixes)} fixes applied.")
+
+
+# --- state reporting (Ed-Fi Grades) -----------------------------------------------------------
+
+edfi_app = typer.Typer(no_args_is_help=True, help="State reporting: posted grades to the Ed-Fi ODS/API.")
+app.add_typer(edfi_app, name="edfi")
+map_app = typer.Typer(no_args_is_help=True, help="Grades resource preferences (mappings).")
+edfi_app.add_typer(map_app, name="map")
+ExportOpt = typer.Option("sis-export", "--source", help="The csv connection holding posted grades.")
+EdFiOpt = typer.Option("state-edfi", "--destination", help="The Ed-Fi connection.")
+
+
+def _edfi_run(resync: bool, source: str, destination: str, dry_run: bool, json_out: bool) -> None:
+    from passback.statereport.service import StateReportingError, report
+
+    settings = get_settings()
+    store = open_store(settings)
+    try:
+        with _friendly_errors():
+            result = asyncio.run(report(store, settings, source, destination, resync=resync, dry_run=dry_run))
+    except StateReportingError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    body = {"run_id": result.run_id, "status": result.status, "counts": result.counts, "events": result.events,
+            "stats": result.stats, "problems": result.problems}
+    if json_out:
+        _emit_json(body)
+    else:
+        console.print(f"{result.status}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items())
+                      + f"; {result.events} event(s); {result.stats.get('seconds')} s")
+        for problem in result.problems:
+            console.print(f"[yellow]export[/yellow] {escape(problem)}")
+        if result.run_id and (result.counts.get("error") or result.counts.get("skipped")):
+            console.print(f"Each one with meaning and fix: passback runs show {result.run_id[:8]}")
+    if result.status == "failed":
+        raise typer.Exit(1)
+
+
+@edfi_app.command("sync")
+def edfi_sync(source: str = ExportOpt, destination: str = EdFiOpt,
+              dry_run: bool = typer.Option(False, "--dry-run"), json_out: bool = typer.Option(False, "--json")) -> None:
+    """Queue what changed in the posted grades and send it."""
+    _edfi_run(False, source, destination, dry_run, json_out)
+
+
+@edfi_app.command("resync")
+def edfi_resync(source: str = ExportOpt, destination: str = EdFiOpt,
+                dry_run: bool = typer.Option(False, "--dry-run"), json_out: bool = typer.Option(False, "--json")) -> None:
+    """Everything again: drop identity rows the ODS lost, delete ODS grades nobody knows, send the rest."""
+    _edfi_run(True, source, destination, dry_run, json_out)
+
+
+def _prefs(destination: str, change: dict[str, Any], json_out: bool) -> None:
+    from passback.statereport.service import StateReportingError, change_preferences
+
+    settings = get_settings()
+    try:
+        with _friendly_errors():
+            grades = change_preferences(open_store(settings), settings, destination, change)
+    except StateReportingError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if json_out:
+        _emit_json(grades)
+    else:
+        console.print("Saved. A changed mapping is sent by the next `passback edfi sync` "
+                      "(the district's rule: resync after a mapping change).")
+
+
+@edfi_app.command("toggle")
+def edfi_toggle(state: str = typer.Argument(..., help="on or off"), destination: str = EdFiOpt,
+                json_out: bool = typer.Option(False, "--json")) -> None:
+    """The Grades resource toggle: off keeps what was sent and sends nothing new."""
+    if state not in ("on", "off"):
+        err.print("error: say on or off.")
+        raise typer.Exit(2)
+    _prefs(destination, {"enabled": state == "on"}, json_out)
+
+
+@map_app.command("task")
+def map_task(task: str = typer.Argument(..., help="Grading task name, e.g. 'S1 Final'."),
+             grade_type: str = typer.Option(..., help="GradeTypeDescriptor URI, e.g. uri://ed-fi.org/GradeTypeDescriptor#Final"),
+             period: list[str] = typer.Option(..., help="GradingPeriodDescriptor URI (repeatable)."),
+             destination: str = EdFiOpt, json_out: bool = typer.Option(False, "--json")) -> None:
+    """Map a grading task to a grade type and the grading periods it reports to."""
+    for value in [grade_type, *period]:
+        if not value.startswith("uri://") or "#" not in value:
+            err.print(f"error: {value!r} is not a descriptor URI (uri://namespace/Descriptor#Code).")
+            raise typer.Exit(2)
+    _prefs(destination, {"grade_types": {task: grade_type}, "grading_periods": {task: list(period)}}, json_out)
+
+
+@map_app.command("grade")
+def map_grade(letter: str = typer.Argument(..., help="Posted letter grade, e.g. A."),
+              code: int = typer.Option(..., min=0, max=4, help="State grade code 0-4."),
+              destination: str = EdFiOpt, json_out: bool = typer.Option(False, "--json")) -> None:
+    """Map a posted grade to the state grade code reported as letterGradeEarned."""
+    _prefs(destination, {"state_codes": {letter.upper(): code}}, json_out)
+
+
+@map_app.command("year")
+def map_year(year: list[int] = typer.Argument(..., help="School years with valid configuration, e.g. 2027."),
+             destination: str = EdFiOpt, json_out: bool = typer.Option(False, "--json")) -> None:
+    """The school years grades are sent for."""
+    _prefs(destination, {"school_years": sorted(set(year))}, json_out)
 
 
 if __name__ == "__main__":  # pragma: no cover

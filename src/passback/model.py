@@ -157,3 +157,59 @@ class DestinationSection(_Frozen):
     name: str
     sis_id: str | None = None
     student_ids: tuple[str, ...] = ()
+
+
+# --- posted grades (state reporting, seed 003) -------------------------------------------
+
+
+class PostedGrade(_Frozen):
+    """A grade posted to a grading task (a term or semester final) in the SIS.
+
+    ``source_id`` is stable across changes of the grade itself: a changed score is an
+    update of the same posted grade, not a new one. The flags carry the SIS's own
+    exclusions, which seed 003 says decide whether the grade is reported at all.
+    """
+
+    source_id: str
+    student_id: str  # the state's student id (Ed-Fi studentUniqueId)
+    student_name: str
+    section_id: str  # the section identifier the state knows
+    course_number: str
+    course_name: str
+    school_id: str
+    school_year: int
+    grading_task: str  # e.g. "S1 Final"
+    grading_task_code: str | None = None  # "COLLEGECREDIT" marks a college-credit task
+    term: Term
+    score: float | None = None
+    letter: str | None = None
+    posted_at: datetime | None = None
+    deleted: bool = False
+    standard: bool = False
+    course_active: bool = True
+    state_report_exclude: bool = False
+    school_exclude: bool = False
+    calendar_exclude: bool = False
+    credits_earned: float | None = None
+    subject_code: str | None = None  # SCED subject area
+
+
+class GradingPeriod(_Frozen):
+    descriptor: str  # uri://ed-fi.org/GradingPeriodDescriptor#...
+    name: str
+    school_id: str
+    school_year: int
+    begin: date
+    end: date
+
+
+class SectionAssociation(_Frozen):
+    """A StudentSectionAssociation's natural key, as the ODS holds it."""
+
+    student_id: str
+    section_id: str
+    local_course_code: str
+    school_id: str
+    school_year: int
+    session_name: str
+    begin_date: date

@@ -296,6 +296,87 @@ _ENTRIES = [
     ),
 ]
 
+# --- seed 003, Ed-Fi Grades ----------------------------------------------------------------
+_ENTRIES += [
+    CatalogueEntry(
+        code="edfi-missing-student-section-association",
+        outcome="error",
+        message=(
+            "Student ({student_name}, {student_id}) does not have a Student Section Association "
+            "record for the course ({course_number} {course_name}).  This record must exist before "
+            "Grades can be sent."
+        ),
+        meaning="The state does not know the student is in this section, so it cannot accept a grade for it.",
+        fix="Send the student's section enrollment (StudentSectionAssociation) to Ed-Fi, then sync the grade again.",
+    ),
+    CatalogueEntry(
+        code="edfi-standard",
+        outcome="skipped",
+        message="Grade {posted_id} is on a standard; standards do not report to Ed-Fi.",
+        meaning="Standards grades stay in the SIS.",
+        fix="Nothing to do.",
+    ),
+    CatalogueEntry(
+        code="edfi-course-inactive",
+        outcome="skipped",
+        message="Course {course_number} {course_name} is marked inactive; its grades are not reported.",
+        meaning="Do not report if the Course is marked as Inactive.",
+        fix="Mark the course active if its grades should reach the state.",
+    ),
+    CatalogueEntry(
+        code="edfi-excluded",
+        outcome="skipped",
+        message="Grade {posted_id} is excluded from state reporting ({why}).",
+        meaning="The School or Calendar Exclude box, or the course's State Report Exclude box, is checked.",
+        fix="Clear the exclude box if the grade should be reported; a change of State Report Exclude sends or deletes it.",
+    ),
+    CatalogueEntry(
+        code="edfi-grading-task-not-mapped",
+        outcome="skipped",
+        message="Grading task {grading_task} is not mapped to an Ed-Fi Grade Type; its grades are not reported.",
+        meaning="Only grades posted to a grading task mapped to an Ed-Fi Grade Type are sent.",
+        fix="Map the grading task: passback edfi map task TASK --grade-type DESCRIPTOR --period DESCRIPTOR; then resync.",
+    ),
+    CatalogueEntry(
+        code="edfi-grading-period-not-mapped",
+        outcome="error",
+        message="Grading task {grading_task} is not mapped to a Grading Period.",
+        meaning="The Grading Task must be mapped to a Grading Period to report.",
+        fix="Map the grading task to one or more grading period descriptors, then resync.",
+    ),
+    CatalogueEntry(
+        code="edfi-no-overlapping-grading-period",
+        outcome="error",
+        message=(
+            "No grading period of school {school_id} in {school_year} ends between {term_start} and "
+            "{term_end} (the term {term_name} the grade was posted to)."
+        ),
+        meaning="A grade reports to every grading period whose end date falls within the posted term.",
+        fix="Check the grading periods in Ed-Fi and the term the grade was posted to.",
+    ),
+    CatalogueEntry(
+        code="edfi-year-not-configured",
+        outcome="skipped",
+        message="School year {school_year} has no valid Ed-Fi configuration.",
+        meaning="Data will only send for the years that have valid configuration.",
+        fix="Configure the Ed-Fi connection for that school year.",
+    ),
+    CatalogueEntry(
+        code="edfi-resource-off",
+        outcome="skipped",
+        message="The Grades resource is toggled off: {detail}",
+        meaning="When the resource is off, sent data stays in the ODS, nothing new is sent, and deletes wait for a resync.",
+        fix="passback edfi toggle on, then resync.",
+    ),
+    CatalogueEntry(
+        code="edfi-unresolved-reference",
+        outcome="error",
+        message="The ODS refused the grade: {detail}",
+        meaning="The grading period or the student section association it refers to does not exist in the ODS.",
+        fix="Send the referenced record to Ed-Fi first, then sync the grade again.",
+    ),
+]
+
 CATALOGUE: dict[str, CatalogueEntry] = {entry.code: entry for entry in _ENTRIES}
 
 

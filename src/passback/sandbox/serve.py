@@ -21,14 +21,16 @@ def build_app(system: str, state_path: Path | None, faults: FaultConfig):  # typ
         from passback.connectors.powerschool.emulator import create_app
     elif system == "schoology":
         from passback.connectors.schoology.emulator import create_app
+    elif system == "edfi":
+        from passback.connectors.edfi.emulator import create_app
     else:
-        raise SystemExit(f"Unknown system {system!r}: choose canvas, schoology or powerschool.")
+        raise SystemExit(f"Unknown system {system!r}: choose canvas, schoology, powerschool or edfi.")
     return create_app(faults=faults, state_path=state_path)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("system", choices=["canvas", "schoology", "powerschool"])
+    parser.add_argument("system", choices=["canvas", "schoology", "powerschool", "edfi"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--state", type=Path, help="JSON file the emulator loads and keeps")

@@ -84,3 +84,11 @@ def list_connections(store: Store) -> list[dict[str, Any]]:
             )
         ).all()
     return [dict(row._mapping) for row in rows]
+
+
+def update_settings(store: Store, name: str, settings: dict[str, Any]) -> None:
+    """Replace a connection's settings (not its credentials)."""
+    with store.write_lock, store.engine.begin() as db:
+        result = db.execute(connections.update().where(connections.c.name == name).values(settings=settings))
+    if result.rowcount == 0:
+        raise UnknownConnection(f"No connection named {name!r}. Create one with `passback connect`.")

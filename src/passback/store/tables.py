@@ -142,3 +142,18 @@ assignment_switches = sa.Table(
         "source_connection_id", "course_id", "assignment_id", name="uq_assignment_switches_key"
     ),
 )
+
+edfi_events = sa.Table(
+    "edfi_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "destination_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False
+    ),
+    sa.Column("posted_id", sa.String(300), nullable=False),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("outcome", sa.String(30), nullable=True),
+    sa.Index("ix_edfi_events_pending", "destination_connection_id", "processed_at"),
+)

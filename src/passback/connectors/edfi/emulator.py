@@ -1,0 +1,306 @@
+"""A local Ed-Fi ODS/API emulator (v7.2 contract, Data Standard 5.1): Grades and what they need.
+
+* ``GET /``: the discovery document (``version``, ``informationalVersion``, ``suite``, ``build``,
+  ``dataModels``, ``urls`` with ``oauth``, ``dependencies``, ``openApiMetadata``,
+  ``dataManagementApi``, ...).
+* ``POST /oauth/token``: client credentials, by HTTP Basic or form fields; answers
+  ``{"access_token", "expires_in", "token_type": "bearer"}``; bad credentials are 401
+  ``{"error": "invalid_client"}``.
+* ``/data/v3/ed-fi/{resource}`` for ``grades``, ``gradingPeriods``, ``sessions``,
+  ``sections`` and ``studentSectionAssociations``: POST is an upsert by natural key
+  (201 Created, or 200 OK when the key exists; empty body; ``Location`` and a quoted
+  ``ETag``); GET pages with ``offset``/``limit`` (default 25, at most 500) and
+  ``totalCount=true`` gives a ``Total-Count`` header; GET, PUT (204; a Grade's key may
+  change) and DELETE (204) by id, ids being 32 hex digits.
+* A Grade's natural key is its ``gradeTypeDescriptor``, ``gradingPeriodReference``
+  (descriptor, name, school, year) and ``studentSectionAssociationReference``. A POST
+  whose referenced grading period or student section association does not exist gets
+  409 ``urn:ed-fi:api:data-conflict:unresolved-reference`` ("The referenced
+  'StudentSectionAssociation' item does not exist."); an unknown descriptor or a missing
+  required field 400 ``urn:ed-fi:api:bad-request:data-validation-failed``
+  (problem-details bodies with ``detail``, ``type``, ``title``, ``status``,
+  ``correlationId``).
+* ``GET /metadata/`` lists the OpenAPI documents; ``GET /metadata/data/v3/dependencies``
+  gives the resources in load order. Enough for ``lightbeam send`` to work unchanged.
+
+Control (never faulted): ``/_emulator/stats``, ``/_emulator/faults``, ``/_emulator/state``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from passback.emulation.app import emulator_app
+from passback.emulation.faults import FaultConfig
+from passback.emulation.state import StateFile
+
+DATA = "/data/v3/ed-fi"
+MAX_LIMIT, DEFAULT_LIMIT = 500, 25
+TOKEN_SECONDS = 1800
+
+
+def _ssa_ref(ref: dict[str, Any]) -> tuple[Any, ...]:
+    return (ref["beginDate"], ref["localCourseCode"], int(ref["schoolId"]), int(ref["schoolYear"]),
+            ref["sectionIdentifier"], ref["sessionName"], ref["studentUniqueId"])
+
+
+def _period_ref(ref: dict[str, Any]) -> tuple[Any, ...]:
+    return (ref["gradingPeriodDescriptor"], ref["gradingPeriodName"], int(ref["schoolId"]), int(ref["schoolYear"]))
+
+
+def _section_ref(ref: dict[str, Any]) -> tuple[Any, ...]:
+    return (ref["localCourseCode"], int(ref["schoolId"]), int(ref["schoolYear"]), ref["sectionIdentifier"],
+            ref["sessionName"])
+
+
+KEYS: dict[str, Callable[[dict[str, Any]], tuple[Any, ...]]] = {
+    "grades": lambda r: (r["gradeTypeDescriptor"], *_period_ref(r["gradingPeriodReference"]),
+                         *_ssa_ref(r["studentSectionAssociationReference"])),
+    "gradingPeriods": lambda r: (r["gradingPeriodDescriptor"], r["gradingPeriodName"],
+                                 int(r["schoolReference"]["schoolId"]), int(r["schoolYearTypeReference"]["schoolYear"])),
+    "sessions": lambda r: (int(r["schoolReference"]["schoolId"]), int(r["schoolYearTypeReference"]["schoolYear"]),
+                           r["sessionName"]),
+    "sections": lambda r: (r["courseOfferingReference"]["localCourseCode"], int(r["courseOfferingReference"]["schoolId"]),
+                           int(r["courseOfferingReference"]["schoolYear"]), r["sectionIdentifier"],
+                           r["courseOfferingReference"]["sessionName"]),
+    "studentSectionAssociations": lambda r: (r["beginDate"], *_section_ref(r["sectionReference"]),
+                                             r["studentReference"]["studentUniqueId"]),
+}
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "grades": ("gradeTypeDescriptor", "gradingPeriodReference", "studentSectionAssociationReference"),
+    "gradingPeriods": ("gradingPeriodDescriptor", "gradingPeriodName", "schoolReference", "schoolYearTypeReference",
+                       "beginDate", "endDate", "totalInstructionalDays"),
+    "sessions": ("sessionName", "schoolReference", "schoolYearTypeReference", "beginDate", "endDate",
+                 "termDescriptor", "totalInstructionalDays"),
+    "sections": ("sectionIdentifier", "courseOfferingReference"),
+    "studentSectionAssociations": ("beginDate", "sectionReference", "studentReference"),
+}
+DEPENDENCY_ORDER = ("sessions", "gradingPeriods", "sections", "studentSectionAssociations", "grades")
+DESCRIPTOR_FIELDS = {"grades": ("gradeTypeDescriptor",), "gradingPeriods": ("gradingPeriodDescriptor",),
+                     "sessions": ("termDescriptor",)}
+
+
+def empty_state() -> dict[str, Any]:
+    return {"clients": {}, "descriptors": [], "resources": {name: {} for name in KEYS}}
+
+
+def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, "type": f"urn:ed-fi:api:{kind}", "title": title, "status": status,
+                         "correlationId": uuid.uuid4().hex, **extra}, status_code=status,
+                        media_type="application/problem+json")
+
+
+class EdFiEmulator:
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+        self.tokens: dict[str, float] = {}
+        self.requests: Counter[str] = Counter()
+        self.descriptors = set(state["descriptors"])
+        self.index: dict[str, dict[tuple[Any, ...], str]] = {
+            name: {KEYS[name](record): record_id for record_id, record in rows.items()}
+            for name, rows in state["resources"].items()
+        }
+
+    def issue(self, client_id: str, client_secret: str) -> str | None:
+        if not client_id or self.state["clients"].get(client_id) != client_secret:
+            return None
+        token = secrets.token_hex(16)
+        self.tokens[token] = time.monotonic() + TOKEN_SECONDS
+        return token
+
+    def authorized(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        token = header[7:] if header[:7].lower() == "bearer " else ""
+        expires = self.tokens.get(token)
+        return expires is not None and expires > time.monotonic()
+
+    def check(self, resource: str, body: dict[str, Any]) -> Response | None:
+        missing = [f for f in REQUIRED[resource] if body.get(f) in (None, "")]
+        if missing:
+            return problem(400, "bad-request:data-validation-failed", "Data Validation Failed",
+                           "Data validation failed. See 'validationErrors' for details.",
+                           validationErrors={f"$.{f}": [f"{f} is required."] for f in missing})
+        for field in DESCRIPTOR_FIELDS.get(resource, ()):
+            if body[field] not in self.descriptors:
+                return problem(400, "bad-request:data-validation-failed", "Data Validation Failed",
+                               "Data validation failed. See 'validationErrors' for details.",
+                               validationErrors={f"$.{field}": [
+                                   f"{field[0].upper()}{field[1:]} value '{body[field]}' does not exist."]})
+        if resource == "grades":
+            if int(body["gradingPeriodReference"]["schoolId"]) != int(
+                    body["studentSectionAssociationReference"]["schoolId"]):
+                return problem(400, "bad-request:data-validation-failed", "Data Validation Failed",
+                               "Data validation failed. See 'validationErrors' for details.",
+                               validationErrors={"$.schoolId": ["The two references name different schools."]})
+            if _period_ref(body["gradingPeriodReference"]) not in self.index["gradingPeriods"]:
+                return problem(409, "data-conflict:unresolved-reference", "Unresolved Reference",
+                               "The referenced 'GradingPeriod' item does not exist.")
+            if _ssa_ref(body["studentSectionAssociationReference"]) not in self.index["studentSectionAssociations"]:
+                return problem(409, "data-conflict:unresolved-reference", "Unresolved Reference",
+                               "The referenced 'StudentSectionAssociation' item does not exist.")
+        return None
+
+    def upsert(self, resource: str, body: dict[str, Any]) -> tuple[str, bool]:
+        key = KEYS[resource](body)
+        index = self.index[resource]
+        record_id = index.get(key)
+        created = record_id is None
+        if created:
+            record_id = uuid.uuid4().hex
+            index[key] = record_id
+        body.pop("id", None)
+        body["_etag"] = str(time.time_ns() // 100)
+        body["_lastModifiedDate"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.state["resources"][resource][record_id] = body
+        return record_id, created
+
+    def delete(self, resource: str, record_id: str) -> bool:
+        record = self.state["resources"][resource].pop(record_id, None)
+        if record is None:
+            return False
+        self.index[resource].pop(KEYS[resource](record), None)
+        return True
+
+
+def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None = None,
+               state_path: Path | None = None) -> Any:
+    store = StateFile(state_path)
+    emu = EdFiEmulator(state or store.load() or empty_state())
+    faults = faults or FaultConfig()
+
+    def base(request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    async def discovery(request: Request) -> Response:
+        root = base(request)
+        return JSONResponse({
+            "version": "7.2", "informationalVersion": "7.2", "suite": "3", "build": "7.2.1201.0",
+            "dataModels": [{"name": "Ed-Fi", "version": "5.1.0", "informationalVersion": "The Ed-Fi Data Model 5.1"}],
+            "urls": {"dependencies": f"{root}/metadata/data/v3/dependencies", "openApiMetadata": f"{root}/metadata/",
+                     "oauth": f"{root}/oauth/token", "dataManagementApi": f"{root}/data/v3/",
+                     "xsdMetadata": f"{root}/metadata/xsd", "changeQueries": f"{root}/changeQueries/v1/",
+                     "composites": f"{root}/composites/v1/", "identity": f"{root}/identity/v2/"},
+        })
+
+    async def token(request: Request) -> Response:
+        emu.requests["POST /oauth/token"] += 1
+        form = dict(await request.form()) if "form" in request.headers.get("content-type", "") else (
+            await request.json() if request.headers.get("content-type", "").startswith("application/json") else {})
+        client_id, client_secret = str(form.get("client_id", "")), str(form.get("client_secret", ""))
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("basic "):
+            client_id, _, client_secret = base64.b64decode(header[6:]).decode().partition(":")
+        if form.get("grant_type") != "client_credentials":
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        issued = emu.issue(client_id, client_secret)
+        if issued is None:
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        return JSONResponse({"access_token": issued, "expires_in": TOKEN_SECONDS, "token_type": "bearer"})
+
+    async def metadata(request: Request) -> Response:
+        root = base(request)
+        return JSONResponse([
+            {"name": "Resources", "endpointUri": f"{root}/metadata/data/v3/resources/swagger.json", "prefix": ""},
+            {"name": "Descriptors", "endpointUri": f"{root}/metadata/data/v3/descriptors/swagger.json", "prefix": ""},
+        ])
+
+    async def dependencies(request: Request) -> Response:
+        return JSONResponse([{"resource": f"/ed-fi/{name}", "order": order, "operations": ["Create", "Update"]}
+                             for order, name in enumerate(DEPENDENCY_ORDER, start=1)])
+
+    async def swagger(request: Request) -> Response:
+        paths = {f"/ed-fi/{name}": {"post": {"requestBody": {"content": {"application/json": {"schema": {
+            "$ref": f"#/components/schemas/edFi_{name[:-1]}"}}}}}} for name in KEYS}
+        schemas = {f"edFi_{name[:-1]}": {"type": "object", "required": list(REQUIRED[name])} for name in KEYS}
+        return JSONResponse({"openapi": "3.0.1", "info": {"title": "Ed-Fi Resources", "version": "3"},
+                             "servers": [{"url": f"{base(request)}/data/v3"}], "paths": paths,
+                             "components": {"schemas": schemas}})
+
+    def resource_route(name: str) -> list[Route]:
+        collection = f"{DATA}/{name}"
+
+        async def items(request: Request) -> Response:
+            emu.requests[f"{request.method} {collection}"] += 1
+            if not emu.authorized(request):
+                return problem(401, "security:authentication", "Authentication Failed", "Invalid or expired token.")
+            if request.method == "POST":
+                try:
+                    body = json.loads(await request.body())
+                except ValueError:
+                    return problem(400, "bad-request", "Bad Request", "The request body is not valid JSON.")
+                refused = emu.check(name, body)
+                if refused is not None:
+                    return refused
+                record_id, created = emu.upsert(name, body)
+                store.dirty = True
+                return Response(status_code=201 if created else 200,
+                                headers={"Location": f"{base(request)}{collection}/{record_id}",
+                                         "ETag": f'"{body["_etag"]}"'})
+            try:
+                offset = int(request.query_params.get("offset", 0))
+                limit = int(request.query_params.get("limit", DEFAULT_LIMIT))
+            except ValueError:
+                return problem(400, "bad-request", "Bad Request", "offset and limit must be integers.")
+            if limit > MAX_LIMIT or limit < 0 or offset < 0:
+                return problem(400, "bad-request:parameter-validation-failed", "Parameter Validation Failed",
+                               "The request construction was invalid.",
+                               errors=[f"Limit must be a value between 0 and {MAX_LIMIT}."])
+            rows = list(emu.state["resources"][name].items())
+            page = [{"id": record_id, **record} for record_id, record in rows[offset : offset + limit]]
+            headers = {"Total-Count": str(len(rows))} if request.query_params.get("totalCount") == "true" else {}
+            return JSONResponse(page, headers=headers)
+
+        async def item(request: Request) -> Response:
+            emu.requests[f"{request.method} {collection}/{{id}}"] += 1
+            if not emu.authorized(request):
+                return problem(401, "security:authentication", "Authentication Failed", "Invalid or expired token.")
+            record_id = request.path_params["record_id"]
+            record = emu.state["resources"][name].get(record_id)
+            if record is None:
+                detail = {"GET": "The specified item could not be found.", "PUT": "Resource to update was not found.",
+                          "DELETE": "Resource to delete was not found."}[request.method]
+                return problem(404, "not-found", "Not Found", detail)
+            if request.method == "GET":
+                return JSONResponse({"id": record_id, **record})
+            if request.method == "DELETE":
+                emu.delete(name, record_id)
+                store.dirty = True
+                return Response(status_code=204)
+            body = json.loads(await request.body())
+            refused = emu.check(name, body)
+            if refused is not None:
+                return refused
+            if KEYS[name](body) != KEYS[name](record):
+                if name != "grades":
+                    return problem(400, "bad-request:data-validation-failed", "Data Validation Failed",
+                                   "Key values for this resource cannot be changed. Delete and recreate the resource.")
+                emu.index[name].pop(KEYS[name](record), None)
+                emu.index[name][KEYS[name](body)] = record_id
+            body.pop("id", None)
+            body["_etag"] = str(time.time_ns() // 100)
+            emu.state["resources"][name][record_id] = body
+            store.dirty = True
+            return Response(status_code=204, headers={"ETag": f'"{body["_etag"]}"'})
+
+        return [Route(collection, items, methods=["GET", "POST"]),
+                Route(collection + "/{record_id}", item, methods=["GET", "PUT", "DELETE"])]
+
+    routes = [Route("/", discovery, methods=["GET"]), Route("/oauth/token", token, methods=["POST"]),
+              Route("/metadata/", metadata, methods=["GET"]),
+              Route("/metadata/data/v3/dependencies", dependencies, methods=["GET"]),
+              Route("/metadata/data/v3/resources/swagger.json", swagger, methods=["GET"])]
+    for name in KEYS:
+        routes.extend(resource_route(name))
+    return emulator_app(routes, emulator=emu, faults=faults, state_file=store)

@@ -1,0 +1,70 @@
+"""Seed 003's reporting rules for posted grades, in the order the spec gives them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from passback.model import GradingPeriod, PostedGrade, SectionAssociation
+from passback.rules.findings import Finding
+
+FINAL_GRADE = "uri://ed-fi.org/GradeTypeDescriptor#Final"
+
+
+@dataclass(frozen=True)
+class EdFiPreferences:
+    """Resource preferences (C5): what the district mapped, and the resource toggle."""
+
+    grade_types: dict[str, str]  # grading task -> GradeTypeDescriptor
+    grading_periods: dict[str, tuple[str, ...]]  # grading task -> GradingPeriodDescriptors
+    state_codes: dict[str, int]  # posted letter grade -> state grade code 0-4
+    school_years: frozenset[int]
+    enabled: bool = True
+
+
+def _context(grade: PostedGrade) -> dict[str, object]:
+    return {"posted_id": grade.source_id, "student_id": grade.student_id, "student_name": grade.student_name,
+            "course_number": grade.course_number, "course_name": grade.course_name,
+            "grading_task": grade.grading_task, "school_id": grade.school_id, "school_year": grade.school_year,
+            "term_name": grade.term.name, "term_start": grade.term.start.isoformat() if grade.term.start else None,
+            "term_end": grade.term.end.isoformat() if grade.term.end else None}
+
+
+def reportable(grade: PostedGrade, prefs: EdFiPreferences) -> Finding | None:
+    """Why this posted grade is not reported at all, or None when it is."""
+    ctx = _context(grade)
+    if grade.standard:
+        return Finding("edfi-standard", ctx)
+    if not grade.course_active:
+        return Finding("edfi-course-inactive", ctx)
+    if grade.school_exclude or grade.calendar_exclude:
+        return Finding("edfi-excluded", ctx | {"why": "school or calendar exclude"})
+    if grade.state_report_exclude:
+        return Finding("edfi-excluded", ctx | {"why": "course marked State Report Exclude"})
+    if grade.grading_task not in prefs.grade_types:
+        return Finding("edfi-grading-task-not-mapped", ctx)
+    if not prefs.grading_periods.get(grade.grading_task):
+        return Finding("edfi-grading-period-not-mapped", ctx)
+    if grade.school_year not in prefs.school_years:
+        return Finding("edfi-year-not-configured", ctx)
+    return None
+
+
+def association_for(grade: PostedGrade, associations: dict[tuple[str, str], SectionAssociation]
+                    ) -> SectionAssociation | Finding:
+    """The student's section association (from the identity of the ODS), or the seed's error."""
+    found = associations.get((grade.student_id, grade.section_id))
+    return found if found is not None else Finding("edfi-missing-student-section-association", _context(grade))
+
+
+def periods_for(grade: PostedGrade, prefs: EdFiPreferences, periods: list[GradingPeriod]) -> list[GradingPeriod] | Finding:
+    """Every mapped grading period whose end date is within the posted term (seed 003)."""
+    wanted = set(prefs.grading_periods.get(grade.grading_task, ()))
+    start, end = grade.term.start, grade.term.end
+    chosen = [
+        p for p in periods
+        if p.descriptor in wanted and p.school_id == grade.school_id and p.school_year == grade.school_year
+        and start is not None and end is not None and start <= p.end <= end
+    ]
+    if not chosen:
+        return Finding("edfi-no-overlapping-grading-period", _context(grade))
+    return sorted(chosen, key=lambda p: (p.end, p.name))

@@ -1,0 +1,110 @@
+"""Posted grades from a SIS export (CSV), one row per posted grade.
+
+Columns: posted_id, student_id, student_name, section_id, course_number, course_name,
+school_id, school_year, grading_task, grading_task_code, term_name, term_start,
+term_end, score, letter, posted_at, deleted, standard, course_active,
+state_report_exclude, school_exclude, calendar_exclude, credits_earned, subject_code.
+A row that cannot be read is reported with its line number and the fix; the others are
+still read.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from passback.model import PostedGrade, Term
+
+COLUMNS = ("posted_id", "student_id", "student_name", "section_id", "course_number", "course_name", "school_id",
+           "school_year", "grading_task", "grading_task_code", "term_name", "term_start", "term_end", "score",
+           "letter", "posted_at", "deleted", "standard", "course_active", "state_report_exclude", "school_exclude",
+           "calendar_exclude", "credits_earned", "subject_code")
+REQUIRED = ("posted_id", "student_id", "section_id", "school_id", "school_year", "grading_task", "term_start",
+            "term_end")
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    line: int
+    message: str
+
+
+@dataclass(frozen=True)
+class PostedExport:
+    grades: list[PostedGrade]
+    hashes: dict[str, str]  # posted id -> digest of its row, to notice changes without rebuilding anything
+    problems: list[RowProblem]
+
+
+def _flag(value: str | None, default: bool = False) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "y", "x")
+
+
+def _number(value: str | None) -> float | None:
+    return float(value) if value not in (None, "") else None
+
+
+def parse_row(row: dict[str, str]) -> PostedGrade:
+    missing = [c for c in REQUIRED if not (row.get(c) or "").strip()]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    return PostedGrade(
+        source_id=row["posted_id"], student_id=row["student_id"], student_name=row.get("student_name") or "",
+        section_id=row["section_id"], course_number=row.get("course_number") or "",
+        course_name=row.get("course_name") or "", school_id=row["school_id"], school_year=int(row["school_year"]),
+        grading_task=row["grading_task"], grading_task_code=row.get("grading_task_code") or None,
+        term=Term(source_id=row.get("term_name") or "", name=row.get("term_name") or "",
+                  start=date.fromisoformat(row["term_start"]), end=date.fromisoformat(row["term_end"])),
+        score=_number(row.get("score")), letter=row.get("letter") or None,
+        posted_at=datetime.fromisoformat(row["posted_at"]) if row.get("posted_at") else None,
+        deleted=_flag(row.get("deleted")), standard=_flag(row.get("standard")),
+        course_active=_flag(row.get("course_active"), default=True),
+        state_report_exclude=_flag(row.get("state_report_exclude")), school_exclude=_flag(row.get("school_exclude")),
+        calendar_exclude=_flag(row.get("calendar_exclude")), credits_earned=_number(row.get("credits_earned")),
+        subject_code=row.get("subject_code") or None,
+    )
+
+
+def read_export(path: Path) -> PostedExport:
+    grades, hashes, problems = [], {}, []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return PostedExport([], {}, [RowProblem(1, "the file is empty; export the posted grades with a header row")])
+        names = [h.strip() for h in header]
+        unknown = [n for n in REQUIRED if n not in names]
+        if unknown:
+            return PostedExport([], {}, [RowProblem(1, f"the header lacks {', '.join(unknown)}; "
+                                                       f"the columns are: {', '.join(COLUMNS)}")])
+        for line, values in enumerate(reader, start=2):
+            row = dict(zip(names, values, strict=False))
+            try:
+                grade = parse_row(row)
+            except (ValueError, KeyError) as exc:
+                problems.append(RowProblem(line, f"row {line}: {exc}; fix the row in the export and sync again"))
+                continue
+            grades.append(grade)
+            hashes[grade.source_id] = hashlib.md5("\x1f".join(values).encode(), usedforsecurity=False).hexdigest()
+    return PostedExport(grades, hashes, problems)
+
+
+def write_export(path: Path, grades: list[PostedGrade]) -> None:
+    """The export format, written (used by the sandbox and the benchmark)."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for g in grades:
+            writer.writerow([g.source_id, g.student_id, g.student_name, g.section_id, g.course_number, g.course_name,
+                             g.school_id, g.school_year, g.grading_task, g.grading_task_code or "", g.term.name,
+                             g.term.start.isoformat() if g.term.start else "", g.term.end.isoformat() if g.term.end else "",
+                             "" if g.score is None else f"{g.score:g}", g.letter or "",
+                             g.posted_at.isoformat() if g.posted_at else "", int(g.deleted), int(g.standard),
+                             int(g.course_active), int(g.state_report_exclude), int(g.school_exclude),
+                             int(g.calendar_exclude), "" if g.credits_earned is None else f"{g.credits_earned:g}",
+                             g.subject_code or ""])

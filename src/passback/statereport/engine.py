@@ -1,0 +1,411 @@
+"""Posted grades to Ed-Fi: notice changes, queue them, plan by seed 003, send, record.
+
+Produce: every posted grade's export row is hashed; a new, changed or vanished posted
+grade becomes an event in the store's queue, and so does a change of the resource
+preferences. Nothing changed means no event, and the run ends there having written
+nothing (the unchanged re-send costs one read of the export and one query).
+
+Consume: the pending events name the posted grades to look at; each becomes zero or
+more Ed-Fi Grade records (one per grading period it reports to), compared with the
+identity map by natural key: new or changed values are POSTed (an upsert), a changed
+natural key is a DELETE then a POST, records no longer wanted are DELETEd. Identity
+rows, run items and the events' processed marks are written together, in batches.
+
+Resync: identity rows whose record is gone from the ODS are dropped (and so sent
+again), and ODS grades that neither the source nor the identity map knows are deleted.
+With the resource toggled off nothing is sent, sent data stays, and deletes wait (their
+events stay pending) until a resync with the resource on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from passback.connectors.edfi.client import EdFiClient
+from passback.connectors.http import request_meter
+from passback.convert.edfi import grade_records, natural_key
+from passback.model import GradingPeriod, PostedGrade, SectionAssociation
+from passback.rules.catalogue import entry
+from passback.rules.edfi_rules import EdFiPreferences, association_for, periods_for, reportable
+from passback.rules.findings import Finding
+from passback.store.db import Store
+from passback.store.events import CHANGED, DELETED, MAPPING_CHANGED, POSTED, enqueue, mark_processed, pending
+from passback.store.history import ItemOutcome, empty_counts, finish_run, record_items, start_run
+from passback.store.identity import SYNCED, IdentityRow, Pairing, delete_identities, load_identities, upsert_identities
+
+GRADE, POSTED_KIND, SSA, PREFS = "edfi-grade", "edfi-posted", "edfi-ssa", "edfi-prefs"
+RESOURCE = "grades"
+BATCH = 2000
+
+
+@dataclass(frozen=True)
+class Write:
+    """One Ed-Fi write: a POST of ``record`` or a DELETE of ``old_id``, for one identity row."""
+
+    posted_id: str
+    identity_key: str
+    action: str  # "post", "delete", "replace" (delete old_id, then post)
+    record: dict[str, Any] | None = None
+    body: bytes | None = None
+    old_id: str | None = None
+    value_hash: str | None = None
+
+
+@dataclass
+class GradePlan:
+    writes: list[Write] = field(default_factory=list)
+    items: list[ItemOutcome] = field(default_factory=list)
+    done_posted: dict[str, str | None] = field(default_factory=dict)  # posted id -> new source hash (None: forget)
+    deferred_posted: set[str] = field(default_factory=set)
+    unchanged: int = 0
+
+
+def preferences_from(settings: dict[str, Any]) -> EdFiPreferences:
+    grades = settings.get("grades") or {}
+    return EdFiPreferences(
+        grade_types=dict(grades.get("grade_types") or {}),
+        grading_periods={k: tuple(v) for k, v in (grades.get("grading_periods") or {}).items()},
+        state_codes={k.upper(): int(v) for k, v in (grades.get("state_codes") or {}).items()},
+        school_years=frozenset(int(y) for y in grades.get("school_years") or ()),
+        enabled=bool(grades.get("enabled", True)),
+    )
+
+
+def preferences_hash(prefs: EdFiPreferences) -> str:
+    mapping = {"grade_types": prefs.grade_types, "grading_periods": {k: list(v) for k, v in prefs.grading_periods.items()},
+               "state_codes": prefs.state_codes, "school_years": sorted(prefs.school_years)}
+    return hashlib.sha256(json.dumps(mapping, sort_keys=True).encode()).hexdigest()
+
+
+def record_hash(body: bytes) -> str:
+    return hashlib.md5(body, usedforsecurity=False).hexdigest()
+
+
+def identity_key(posted_id: str, record: dict[str, Any]) -> str:
+    period = record["gradingPeriodReference"]
+    return f"{posted_id}|{period['gradingPeriodDescriptor']}|{period['gradingPeriodName']}"
+
+
+def detect_changes(hashes: dict[str, str], deleted: set[str], seen: dict[str, str]) -> list[tuple[str, str]]:
+    """Events for what differs between the export and what was last seen of it."""
+    events = []
+    for posted_id, digest in hashes.items():
+        if posted_id in deleted:
+            if posted_id in seen:
+                events.append((posted_id, DELETED))
+        elif posted_id not in seen:
+            events.append((posted_id, POSTED))
+        elif seen[posted_id] != digest:
+            events.append((posted_id, CHANGED))
+    events.extend((posted_id, DELETED) for posted_id in seen if posted_id not in hashes)
+    return events
+
+
+def plan_grades(
+    posted_ids: list[str],
+    grades: dict[str, PostedGrade],
+    hashes: dict[str, str],
+    prefs: EdFiPreferences,
+    periods: list[GradingPeriod],
+    associations: dict[tuple[str, str], SectionAssociation],
+    identities: dict[str, list[IdentityRow]],
+) -> GradePlan:
+    """Pure: what to write for these posted grades, and why not where nothing is written."""
+    plan = GradePlan()
+    for posted_id in posted_ids:
+        grade = grades.get(posted_id)
+        held = identities.get(posted_id, [])
+        wanted: dict[str, tuple[dict[str, Any], bytes]] = {}
+        finding: Finding | None = None
+        if grade is not None and not grade.deleted:
+            finding = reportable(grade, prefs)
+            if finding is None:
+                association = association_for(grade, associations)
+                chosen = periods_for(grade, prefs, periods)
+                if isinstance(association, Finding):
+                    finding = association
+                elif isinstance(chosen, Finding):
+                    finding = chosen
+                else:
+                    for record in grade_records(grade, prefs, association, chosen):
+                        wanted[identity_key(posted_id, record)] = (
+                            record, json.dumps(record, separators=(",", ":")).encode())
+        if finding is not None and finding.outcome == "error":
+            plan.items.append(_item(posted_id, "error", finding))
+            plan.done_posted[posted_id] = hashes.get(posted_id)
+            continue  # an error keeps what the ODS holds until the cause is fixed
+        if finding is not None:
+            plan.items.append(_item(posted_id, "skipped", finding))
+        held_by_key = {row.source_id: row for row in held}
+        removals = [row for key, row in held_by_key.items() if key not in wanted and row.dest_id]
+        if removals and not prefs.enabled:
+            plan.deferred_posted.add(posted_id)
+            plan.items.append(_item(posted_id, "skipped", Finding("edfi-resource-off", {
+                "detail": "a delete waits for a resync with the resource on"})))
+            continue
+        for row in removals:
+            plan.writes.append(Write(posted_id, row.source_id, "delete", old_id=row.dest_id))
+        for key, (record, body) in wanted.items():
+            digest = record_hash(body)
+            current = held_by_key.get(key)
+            if current is not None and current.value_hash == digest and current.dest_id:
+                plan.unchanged += 1
+                continue
+            if not prefs.enabled:
+                plan.items.append(_item(posted_id, "skipped", Finding("edfi-resource-off", {
+                    "detail": "nothing new is sent while the resource is off"})))
+                continue
+            replace = current is not None and current.dest_id and tuple(current.natural_key or ()) != natural_key(record)
+            plan.writes.append(Write(posted_id, key, "replace" if replace else "post", record, body,
+                                     old_id=current.dest_id if replace and current else None, value_hash=digest))
+        plan.done_posted[posted_id] = None if grade is None or grade.deleted else hashes.get(posted_id)
+    return plan
+
+
+def _item(posted_id: str, outcome: str, finding: Finding) -> ItemOutcome:
+    return ItemOutcome(GRADE, posted_id, outcome, code=finding.code, message=finding.message,
+                       context={k: v for k, v in finding.context.items() if v is not None})
+
+
+@dataclass
+class StateRun:
+    run_id: str | None
+    status: str
+    counts: dict[str, int]
+    stats: dict[str, Any]
+    events: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+class StateReporter:
+    def __init__(self, store: Store, client: EdFiClient, pairing: Pairing, prefs: EdFiPreferences,
+                 concurrency: int = 8) -> None:
+        self.store = store
+        self.client = client
+        self.pairing = pairing
+        self.prefs = prefs
+        self.concurrency = concurrency
+
+    # --- reading the ODS ------------------------------------------------------------
+    async def grading_periods(self) -> list[GradingPeriod]:
+        rows = await self.client.get_all("gradingPeriods")
+        return [GradingPeriod(descriptor=r["gradingPeriodDescriptor"], name=r["gradingPeriodName"],
+                              school_id=str(r["schoolReference"]["schoolId"]),
+                              school_year=int(r["schoolYearTypeReference"]["schoolYear"]),
+                              begin=date.fromisoformat(r["beginDate"]), end=date.fromisoformat(r["endDate"]))
+                for r in rows]
+
+    async def associations(self, refresh: bool) -> dict[tuple[str, str], SectionAssociation]:
+        """The student section associations, kept in the identity map and read anew on a resync."""
+        cached = {} if refresh else load_identities(self.store, self.pairing, (SSA,))
+        if not cached:
+            rows = await self.client.get_all("studentSectionAssociations")
+            identity_rows = []
+            for r in rows:
+                section = r["sectionReference"]
+                student = r["studentReference"]["studentUniqueId"]
+                value = {"student_id": student, "section_id": section["sectionIdentifier"],
+                         "local_course_code": section["localCourseCode"], "school_id": str(section["schoolId"]),
+                         "school_year": int(section["schoolYear"]), "session_name": section["sessionName"],
+                         "begin_date": r["beginDate"]}
+                identity_rows.append(IdentityRow(SSA, f"{student}|{section['sectionIdentifier']}", r.get("id"),
+                                                 None, value, SYNCED))
+            with self.store.write_lock, self.store.engine.begin() as db:
+                if refresh:
+                    stale = load_identities(self.store, self.pairing, (SSA,))
+                    delete_identities(db, self.pairing, [k for k in stale if k[1] not in {i.source_id for i in identity_rows}])
+                for start in range(0, len(identity_rows), BATCH):
+                    upsert_identities(db, self.store, self.pairing, identity_rows[start : start + BATCH])
+            cached = {(SSA, row.source_id): row for row in identity_rows}
+        return {(row.value["student_id"], row.value["section_id"]): SectionAssociation(
+                    student_id=row.value["student_id"], section_id=row.value["section_id"],
+                    local_course_code=row.value["local_course_code"], school_id=row.value["school_id"],
+                    school_year=row.value["school_year"], session_name=row.value["session_name"],
+                    begin_date=date.fromisoformat(row.value["begin_date"]))
+                for row in cached.values()}
+
+    # --- a run ---------------------------------------------------------------------------
+    async def run(self, grades: list[PostedGrade], hashes: dict[str, str], *, resync: bool = False,
+                  dry_run: bool = False, actor: str = "cli") -> StateRun:
+        started = time.perf_counter()
+        meter: Counter[str] = Counter()
+        request_meter.set(meter)
+        by_id = {g.source_id: g for g in grades}
+        seen_rows = load_identities(self.store, self.pairing, (POSTED_KIND, PREFS))
+        seen = {key: row.value_hash or "" for (kind, key), row in seen_rows.items() if kind == POSTED_KIND}
+        events = detect_changes(hashes, {g.source_id for g in grades if g.deleted}, seen)
+        prefs_digest = preferences_hash(self.prefs)
+        previous_prefs = seen_rows.get((PREFS, RESOURCE))
+        if previous_prefs is not None and previous_prefs.value_hash != prefs_digest:
+            events.append((RESOURCE, MAPPING_CHANGED))
+        if dry_run:
+            return await self._dry(events, by_id, hashes, resync, started)
+        enqueue(self.store, self.pairing.destination_connection_id, events)
+        queue = pending(self.store, self.pairing.destination_connection_id)
+        if not queue and not resync:
+            if previous_prefs is None:
+                self._remember_prefs(prefs_digest)
+            return StateRun(None, "nothing to do", empty_counts(), {"seconds": round(time.perf_counter() - started, 4),
+                                                                   "requests": dict(meter)})
+        run_id = start_run(self.store, self.pairing, trigger="resync" if resync else "event",
+                           scope={"resource": RESOURCE, "events": len(queue)}, actor=actor, dry_run=False)
+        everything = resync or any(e.kind == MAPPING_CHANGED for e in queue)
+        affected = sorted(set(by_id) | set(seen)) if everything else list(dict.fromkeys(
+            e.posted_id for e in queue if e.kind != MAPPING_CHANGED))
+        counts = empty_counts()
+        try:
+            periods, associations = await asyncio.gather(self.grading_periods(), self.associations(refresh=resync))
+            grade_rows = load_identities(self.store, self.pairing, (GRADE,))
+            if resync:
+                counts["deleted"] += await self._sweep(grade_rows, by_id, periods, associations)
+                grade_rows = load_identities(self.store, self.pairing, (GRADE,))
+            held: dict[str, list[IdentityRow]] = {}
+            for (_, key), row in grade_rows.items():
+                held.setdefault(key.split("|", 1)[0], []).append(row)
+            plan = plan_grades(affected, by_id, hashes, self.prefs, periods, associations, held)
+            counts["unchanged"] += plan.unchanged
+            done = await self._execute(run_id, plan, counts)
+            self._finish_events(queue, plan, done)
+            self._remember_prefs(prefs_digest)
+            failure = None
+        except Exception as exc:  # recorded on the run, never lost
+            failure = f"{exc.__class__.__name__}: {exc}"
+        stats = {"seconds": round(time.perf_counter() - started, 3), "requests": dict(meter)}
+        status = finish_run(self.store, run_id, counts=counts, stats=stats, failure=failure)
+        return StateRun(run_id, status, counts, stats, events=len(queue))
+
+    async def _dry(self, events: list[tuple[str, str]], by_id: dict[str, PostedGrade], hashes: dict[str, str],
+                   resync: bool, started: float) -> StateRun:
+        everything = resync or any(kind == MAPPING_CHANGED for _, kind in events)
+        affected = sorted(by_id) if everything else list(dict.fromkeys(p for p, k in events if k != MAPPING_CHANGED))
+        counts = empty_counts()
+        if affected:
+            periods, associations = await asyncio.gather(self.grading_periods(), self.associations(refresh=False))
+            held: dict[str, list[IdentityRow]] = {}
+            for (_, key), row in load_identities(self.store, self.pairing, (GRADE,)).items():
+                held.setdefault(key.split("|", 1)[0], []).append(row)
+            plan = plan_grades(affected, by_id, hashes, self.prefs, periods, associations, held)
+            for write in plan.writes:
+                counts["deleted" if write.action == "delete" else "created"] += 1
+            for item in plan.items:
+                counts[item.outcome] += 1
+            counts["unchanged"] += plan.unchanged
+        return StateRun(None, "dry_run", counts, {"seconds": round(time.perf_counter() - started, 3),
+                                                  "planned_writes": counts["created"] + counts["deleted"]},
+                        events=len(events))
+
+    def _remember_prefs(self, digest: str) -> None:
+        with self.store.write_lock, self.store.engine.begin() as db:
+            upsert_identities(db, self.store, self.pairing, [IdentityRow(PREFS, RESOURCE, None, digest, None)])
+
+    async def _sweep(self, grade_rows: dict[tuple[str, str], IdentityRow], by_id: dict[str, PostedGrade],
+                     periods: list[GradingPeriod], associations: dict[tuple[str, str], SectionAssociation]) -> int:
+        """Resync: forget identity rows the ODS lost; delete ODS grades nobody knows."""
+        in_ods = await self.client.get_all(RESOURCE)
+        ods_ids = {r["id"] for r in in_ods}
+        lost = [key for key, row in grade_rows.items() if row.dest_id not in ods_ids]
+        known_ids = {row.dest_id for key, row in grade_rows.items() if key not in lost}
+        wanted_keys = set()
+        for grade in by_id.values():
+            if grade.deleted or reportable(grade, self.prefs) is not None:
+                continue
+            association, chosen = association_for(grade, associations), periods_for(grade, self.prefs, periods)
+            if isinstance(association, Finding) or isinstance(chosen, Finding):
+                continue
+            wanted_keys.update(natural_key(r) for r in grade_records(grade, self.prefs, association, chosen))
+        orphans = [r["id"] for r in in_ods if r["id"] not in known_ids and natural_key(r) not in wanted_keys]
+        with self.store.write_lock, self.store.engine.begin() as db:
+            delete_identities(db, self.pairing, lost)
+        if not self.prefs.enabled:
+            return 0
+        answers = await asyncio.gather(*(self.client.delete(RESOURCE, record_id) for record_id in orphans))
+        return sum(1 for a in answers if a.status in (204, 404))
+
+    async def _execute(self, run_id: str, plan: GradePlan, counts: dict[str, int]) -> set[str]:
+        """Send every write; record as batches fill. Returns the posted ids fully written."""
+        failed: set[str] = set()
+        buffer_items: list[ItemOutcome] = list(plan.items)
+        buffer_rows: list[IdentityRow] = []
+        buffer_gone: list[tuple[str, str]] = []
+        for item in plan.items:
+            counts[item.outcome] += 1
+        queue: asyncio.Queue[Write | None] = asyncio.Queue()
+        for write in plan.writes:
+            queue.put_nowait(write)
+
+        def flush() -> None:
+            nonlocal buffer_items, buffer_rows, buffer_gone
+            items, rows, gone = buffer_items, buffer_rows, buffer_gone
+            buffer_items, buffer_rows, buffer_gone = [], [], []
+            with self.store.write_lock, self.store.engine.begin() as db:
+                delete_identities(db, self.pairing, gone)
+                upsert_identities(db, self.store, self.pairing, rows)
+                record_items(db, run_id, items)
+
+        async def worker() -> None:
+            while True:
+                write = queue.get_nowait() if not queue.empty() else None
+                if write is None:
+                    return
+                outcome = await self._one(write)
+                if isinstance(outcome, ItemOutcome):
+                    failed.add(write.posted_id)
+                    buffer_items.append(outcome)
+                    counts["error"] += 1
+                    continue
+                verb, record_id = outcome
+                counts[verb] += 1
+                buffer_items.append(ItemOutcome(GRADE, write.identity_key, verb, dest_id=record_id))
+                if write.action == "delete":
+                    buffer_gone.append((GRADE, write.identity_key))
+                else:
+                    assert write.record is not None
+                    buffer_rows.append(IdentityRow(GRADE, write.identity_key, record_id, write.value_hash, None,
+                                                   SYNCED, natural_key=list(natural_key(write.record))))
+                if len(buffer_items) >= BATCH:
+                    flush()
+
+        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+        flush()
+        return {p for p in plan.done_posted if p not in failed}
+
+    async def _one(self, write: Write) -> tuple[str, str | None] | ItemOutcome:
+        try:
+            if write.action in ("delete", "replace") and write.old_id:
+                gone = await self.client.delete(RESOURCE, write.old_id)
+                if gone.status not in (204, 404):
+                    return self._refused(write, gone.detail)
+                if write.action == "delete":
+                    return "deleted", write.old_id
+            assert write.body is not None
+            answer = await self.client.upsert(RESOURCE, write.body)
+        except Exception as exc:  # noqa: BLE001 - unreachable or refused: the item says which
+            return self._refused(write, str(exc), "destination-unreachable")
+        if not answer.ok:
+            code = "edfi-unresolved-reference" if answer.status == 409 else "destination-rejected"
+            return self._refused(write, answer.detail, code)
+        return ("created" if answer.status == 201 else "updated"), answer.record_id
+
+    @staticmethod
+    def _refused(write: Write, detail: str, code: str = "destination-rejected") -> ItemOutcome:
+        return ItemOutcome(GRADE, write.identity_key, "error", code=code,
+                           message=entry(code).render(detail=detail), context={"posted_id": write.posted_id})
+
+    def _finish_events(self, queue: list[Any], plan: GradePlan, done: set[str]) -> None:
+        finished = [e.id for e in queue if e.kind == MAPPING_CHANGED or
+                    (e.posted_id in done and e.posted_id not in plan.deferred_posted)]
+        seen_rows = [IdentityRow(POSTED_KIND, p, None, digest, None) for p, digest in plan.done_posted.items()
+                     if p in done and digest is not None]
+        forget = [(POSTED_KIND, p) for p, digest in plan.done_posted.items() if p in done and digest is None]
+        with self.store.write_lock, self.store.engine.begin() as db:
+            for start in range(0, len(seen_rows), BATCH):
+                upsert_identities(db, self.store, self.pairing, seen_rows[start : start + BATCH])
+            delete_identities(db, self.pairing, forget)
+            mark_processed(db, finished, "done")

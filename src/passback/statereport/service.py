@@ -1,0 +1,63 @@
+"""Running state reporting from saved connections: the export, the ODS, the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from passback.connectors.edfi.client import EdFiClient
+from passback.settings import Settings
+from passback.statereport.csv_source import read_export
+from passback.statereport.engine import StateReporter, StateRun, preferences_from
+from passback.store.connections import Connection, get_connection, update_settings
+from passback.store.db import Store
+from passback.store.identity import Pairing
+from passback.vault import load_key
+
+
+class StateReportingError(ValueError):
+    pass
+
+
+def _connections(store: Store, settings: Settings, source: str, destination: str) -> tuple[Connection, Connection]:
+    key = load_key(settings)
+    source_conn, dest_conn = get_connection(store, key, source), get_connection(store, key, destination)
+    if source_conn.kind != "csv":
+        raise StateReportingError(f"Connection {source!r} is a {source_conn.kind} connection; posted grades are read "
+                                  "from a csv connection (passback connect csv --name N --url PATH).")
+    if dest_conn.kind != "edfi":
+        raise StateReportingError(f"Connection {destination!r} is not an Ed-Fi connection.")
+    return source_conn, dest_conn
+
+
+async def report(store: Store, settings: Settings, source: str, destination: str, *, resync: bool = False,
+                 dry_run: bool = False) -> StateRun:
+    source_conn, dest_conn = _connections(store, settings, source, destination)
+    export = read_export(Path(source_conn.base_url))
+    client = EdFiClient(dest_conn.base_url, dest_conn.credentials["client_id"], dest_conn.credentials["client_secret"],
+                        concurrency=settings.concurrency, timeout=settings.http_timeout)
+    try:
+        reporter = StateReporter(store, client, Pairing(source_conn.id, dest_conn.id),
+                                 preferences_from(dest_conn.settings), concurrency=settings.concurrency)
+        result = await reporter.run(export.grades, export.hashes, resync=resync, dry_run=dry_run)
+    finally:
+        await client.aclose()
+    result.problems = [p.message for p in export.problems]
+    return result
+
+
+def change_preferences(store: Store, settings: Settings, destination: str, change: dict[str, Any]) -> dict[str, Any]:
+    """Merge a change into the Grades resource preferences; a mapping change asks for a resync."""
+    conn = get_connection(store, load_key(settings), destination)
+    if conn.kind != "edfi":
+        raise StateReportingError(f"Connection {destination!r} is not an Ed-Fi connection.")
+    current = dict(conn.settings)
+    grades = dict(current.get("grades") or {})
+    for field, value in change.items():
+        if isinstance(value, dict) and isinstance(grades.get(field), dict):
+            grades[field] = {**grades[field], **value}
+        else:
+            grades[field] = value
+    current["grades"] = grades
+    update_settings(store, destination, current)
+    return grades

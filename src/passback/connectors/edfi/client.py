@@ -10,6 +10,7 @@ failure that is not a refusal is retried with backoff.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 from collections import Counter
@@ -96,8 +97,9 @@ class EdFiClient:
                 return self.token
             urls = await self.discover()
             session = await self._open()
+            basic = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
             async with session.post(urls["oauth"], data={"grant_type": "client_credentials"},
-                                    auth=aiohttp.BasicAuth(self.client_id, self.client_secret)) as response:
+                                    headers={"Authorization": f"Basic {basic}"}) as response:
                 self._count(response.status)
                 body = await response.json(content_type=None)
             if response.status != 200 or "access_token" not in body:

@@ -56,15 +56,30 @@ def association_for(grade: PostedGrade, associations: dict[tuple[str, str], Sect
     return found if found is not None else Finding("edfi-missing-student-section-association", _context(grade))
 
 
-def periods_for(grade: PostedGrade, prefs: EdFiPreferences, periods: list[GradingPeriod]) -> list[GradingPeriod] | Finding:
-    """Every mapped grading period whose end date is within the posted term (seed 003)."""
-    wanted = set(prefs.grading_periods.get(grade.grading_task, ()))
-    start, end = grade.term.start, grade.term.end
-    chosen = [
-        p for p in periods
-        if p.descriptor in wanted and p.school_id == grade.school_id and p.school_year == grade.school_year
-        and start is not None and end is not None and start <= p.end <= end
-    ]
+def eligible_periods(task_periods: tuple[str, ...], school_id: str, school_year: int, start: object, end: object,
+                     periods: list[GradingPeriod]) -> list[GradingPeriod]:
+    """Mapped grading periods of the school and year whose end date is within the term."""
+    wanted = set(task_periods)
+    return sorted((p for p in periods
+                   if p.descriptor in wanted and p.school_id == school_id and p.school_year == school_year
+                   and start is not None and end is not None and start <= p.end <= end),  # type: ignore[operator]
+                  key=lambda p: (p.end, p.name))
+
+
+def periods_for(grade: PostedGrade, prefs: EdFiPreferences, periods: list[GradingPeriod],
+                memo: dict[tuple[object, ...], list[GradingPeriod]] | None = None) -> list[GradingPeriod] | Finding:
+    """Every mapped grading period whose end date is within the posted term (seed 003).
+
+    ``memo`` remembers the answer per (task, school, year, term): a district posts
+    thousands of grades to the same few terms.
+    """
+    key = (grade.grading_task, grade.school_id, grade.school_year, grade.term.start, grade.term.end)
+    chosen = memo.get(key) if memo is not None else None
+    if chosen is None:
+        chosen = eligible_periods(prefs.grading_periods.get(grade.grading_task, ()), grade.school_id,
+                                  grade.school_year, grade.term.start, grade.term.end, periods)
+        if memo is not None:
+            memo[key] = chosen
     if not chosen:
         return Finding("edfi-no-overlapping-grading-period", _context(grade))
-    return sorted(chosen, key=lambda p: (p.end, p.name))
+    return chosen

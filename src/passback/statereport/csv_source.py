@@ -32,11 +32,34 @@ class RowProblem:
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass
 class PostedExport:
-    grades: list[PostedGrade]
-    hashes: dict[str, str]  # posted id -> digest of its row, to notice changes without rebuilding anything
+    """The export's rows, hashed; a row becomes a PostedGrade only when someone asks for it.
+
+    An unchanged re-send needs only the hashes, so reading 20,000 unchanged rows costs a
+    digest each, not a model each.
+    """
+
+    names: list[str]
+    rows: dict[str, tuple[int, list[str]]]  # posted id -> (line, raw values)
+    hashes: dict[str, str]  # posted id -> digest of its row
     problems: list[RowProblem]
+    deleted: set[str]
+
+    def grade(self, posted_id: str) -> PostedGrade | None:
+        found = self.rows.get(posted_id)
+        if found is None:
+            return None
+        line, values = found
+        try:
+            return parse_row(dict(zip(self.names, values, strict=False)))
+        except (ValueError, KeyError) as exc:
+            self.problems.append(RowProblem(line, f"row {line}: {exc}; fix the row in the export and sync again"))
+            return None
+
+    def grades(self, posted_ids: list[str] | None = None) -> dict[str, PostedGrade]:
+        wanted = self.rows if posted_ids is None else posted_ids
+        return {p: g for p in wanted if (g := self.grade(p)) is not None}
 
 
 def _flag(value: str | None, default: bool = False) -> bool:
@@ -49,17 +72,31 @@ def _number(value: str | None) -> float | None:
     return float(value) if value not in (None, "") else None
 
 
+_TERMS: dict[tuple[str, str, str], Term] = {}
+
+
+def _term(name: str, start: str, end: str) -> Term:
+    """Terms repeat across thousands of rows; each distinct one is built once."""
+    key = (name, start, end)
+    term = _TERMS.get(key)
+    if term is None:
+        term = _TERMS[key] = Term.model_construct(source_id=name, name=name, start=date.fromisoformat(start),
+                                                  end=date.fromisoformat(end))
+    return term
+
+
 def parse_row(row: dict[str, str]) -> PostedGrade:
     missing = [c for c in REQUIRED if not (row.get(c) or "").strip()]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
-    return PostedGrade(
+    # Every field is checked or converted above and here, so the models are built without
+    # validating them a second time (a state-reporting run builds tens of thousands).
+    return PostedGrade.model_construct(
         source_id=row["posted_id"], student_id=row["student_id"], student_name=row.get("student_name") or "",
         section_id=row["section_id"], course_number=row.get("course_number") or "",
         course_name=row.get("course_name") or "", school_id=row["school_id"], school_year=int(row["school_year"]),
         grading_task=row["grading_task"], grading_task_code=row.get("grading_task_code") or None,
-        term=Term(source_id=row.get("term_name") or "", name=row.get("term_name") or "",
-                  start=date.fromisoformat(row["term_start"]), end=date.fromisoformat(row["term_end"])),
+        term=_term(row.get("term_name") or "", row["term_start"], row["term_end"]),
         score=_number(row.get("score")), letter=row.get("letter") or None,
         posted_at=datetime.fromisoformat(row["posted_at"]) if row.get("posted_at") else None,
         deleted=_flag(row.get("deleted")), standard=_flag(row.get("standard")),
@@ -71,27 +108,35 @@ def parse_row(row: dict[str, str]) -> PostedGrade:
 
 
 def read_export(path: Path) -> PostedExport:
-    grades, hashes, problems = [], {}, []
+    rows: dict[str, tuple[int, list[str]]] = {}
+    hashes: dict[str, str] = {}
+    deleted: set[str] = set()
+    problems: list[RowProblem] = []
+    if not path.exists():
+        return PostedExport([], {}, {}, [RowProblem(0, f"the export {path} does not exist; check the csv connection's "
+                                                          "path")], set())
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
-            return PostedExport([], {}, [RowProblem(1, "the file is empty; export the posted grades with a header row")])
+            return PostedExport([], {}, {}, [RowProblem(1, "the file is empty; export the posted grades with a header row")],
+                                set())
         names = [h.strip() for h in header]
         unknown = [n for n in REQUIRED if n not in names]
         if unknown:
-            return PostedExport([], {}, [RowProblem(1, f"the header lacks {', '.join(unknown)}; "
-                                                       f"the columns are: {', '.join(COLUMNS)}")])
+            return PostedExport(names, {}, {}, [RowProblem(1, f"the header lacks {', '.join(unknown)}; "
+                                                              f"the columns are: {', '.join(COLUMNS)}")], set())
+        at_id, at_deleted = names.index("posted_id"), names.index("deleted") if "deleted" in names else None
         for line, values in enumerate(reader, start=2):
-            row = dict(zip(names, values, strict=False))
-            try:
-                grade = parse_row(row)
-            except (ValueError, KeyError) as exc:
-                problems.append(RowProblem(line, f"row {line}: {exc}; fix the row in the export and sync again"))
+            posted_id = values[at_id].strip() if len(values) > at_id else ""
+            if not posted_id:
+                problems.append(RowProblem(line, f"row {line}: missing posted_id; fix the row in the export and sync again"))
                 continue
-            grades.append(grade)
-            hashes[grade.source_id] = hashlib.md5("\x1f".join(values).encode(), usedforsecurity=False).hexdigest()
-    return PostedExport(grades, hashes, problems)
+            rows[posted_id] = (line, values)
+            hashes[posted_id] = hashlib.md5("\x1f".join(values).encode(), usedforsecurity=False).hexdigest()
+            if at_deleted is not None and len(values) > at_deleted and _flag(values[at_deleted]):
+                deleted.add(posted_id)
+    return PostedExport(names, rows, hashes, problems, deleted)
 
 
 def write_export(path: Path, grades: list[PostedGrade]) -> None:

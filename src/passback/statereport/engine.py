@@ -23,6 +23,8 @@ import asyncio
 import hashlib
 import json
 import time
+
+import orjson
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
@@ -38,7 +40,16 @@ from passback.rules.findings import Finding
 from passback.store.db import Store
 from passback.store.events import CHANGED, DELETED, MAPPING_CHANGED, POSTED, enqueue, mark_processed, pending
 from passback.store.history import ItemOutcome, empty_counts, finish_run, record_items, start_run
-from passback.store.identity import SYNCED, IdentityRow, Pairing, delete_identities, load_identities, upsert_identities
+from passback.statereport.csv_source import PostedExport
+from passback.store.identity import (
+    SYNCED,
+    IdentityRow,
+    Pairing,
+    delete_identities,
+    load_hashes,
+    load_identities,
+    upsert_identities,
+)
 
 GRADE, POSTED_KIND, SSA, PREFS = "edfi-grade", "edfi-posted", "edfi-ssa", "edfi-prefs"
 RESOURCE = "grades"
@@ -119,6 +130,7 @@ def plan_grades(
 ) -> GradePlan:
     """Pure: what to write for these posted grades, and why not where nothing is written."""
     plan = GradePlan()
+    memo: dict[tuple[object, ...], list[GradingPeriod]] = {}
     for posted_id in posted_ids:
         grade = grades.get(posted_id)
         held = identities.get(posted_id, [])
@@ -128,15 +140,14 @@ def plan_grades(
             finding = reportable(grade, prefs)
             if finding is None:
                 association = association_for(grade, associations)
-                chosen = periods_for(grade, prefs, periods)
+                chosen = periods_for(grade, prefs, periods, memo)
                 if isinstance(association, Finding):
                     finding = association
                 elif isinstance(chosen, Finding):
                     finding = chosen
                 else:
                     for record in grade_records(grade, prefs, association, chosen):
-                        wanted[identity_key(posted_id, record)] = (
-                            record, json.dumps(record, separators=(",", ":")).encode())
+                        wanted[identity_key(posted_id, record)] = (record, orjson.dumps(record))
         if finding is not None and finding.outcome == "error":
             plan.items.append(_item(posted_id, "error", finding))
             plan.done_posted[posted_id] = hashes.get(posted_id)
@@ -224,7 +235,7 @@ class StateReporter:
                 for start in range(0, len(identity_rows), BATCH):
                     upsert_identities(db, self.store, self.pairing, identity_rows[start : start + BATCH])
             cached = {(SSA, row.source_id): row for row in identity_rows}
-        return {(row.value["student_id"], row.value["section_id"]): SectionAssociation(
+        return {(row.value["student_id"], row.value["section_id"]): SectionAssociation.model_construct(
                     student_id=row.value["student_id"], section_id=row.value["section_id"],
                     local_course_code=row.value["local_course_code"], school_id=row.value["school_id"],
                     school_year=row.value["school_year"], session_name=row.value["session_name"],
@@ -232,23 +243,27 @@ class StateReporter:
                 for row in cached.values()}
 
     # --- a run ---------------------------------------------------------------------------
-    async def run(self, grades: list[PostedGrade], hashes: dict[str, str], *, resync: bool = False,
-                  dry_run: bool = False, actor: str = "cli") -> StateRun:
+    async def run(self, export: PostedExport, *, resync: bool = False, dry_run: bool = False,
+                  actor: str = "cli") -> StateRun:
         started = time.perf_counter()
         meter: Counter[str] = Counter()
         request_meter.set(meter)
-        by_id = {g.source_id: g for g in grades}
-        seen_rows = load_identities(self.store, self.pairing, (POSTED_KIND, PREFS))
-        seen = {key: row.value_hash or "" for (kind, key), row in seen_rows.items() if kind == POSTED_KIND}
-        events = detect_changes(hashes, {g.source_id for g in grades if g.deleted}, seen)
+        hashes = export.hashes
+        seen = {k: v or "" for k, v in load_hashes(self.store, self.pairing, POSTED_KIND).items()}
+        events = detect_changes(hashes, export.deleted, seen)
         prefs_digest = preferences_hash(self.prefs)
-        previous_prefs = seen_rows.get((PREFS, RESOURCE))
-        if previous_prefs is not None and previous_prefs.value_hash != prefs_digest:
+        previous_prefs = load_hashes(self.store, self.pairing, PREFS).get(RESOURCE)
+        if previous_prefs is not None and previous_prefs != prefs_digest:
             events.append((RESOURCE, MAPPING_CHANGED))
         if dry_run:
-            return await self._dry(events, by_id, hashes, resync, started)
+            everything = resync or any(kind == MAPPING_CHANGED for _, kind in events)
+            return await self._dry(events, export.grades(None if everything else [p for p, _ in events]), hashes,
+                                   resync, started)
+        phases: dict[str, float] = {"detect": time.perf_counter() - started}
+        clock = time.perf_counter()
         enqueue(self.store, self.pairing.destination_connection_id, events)
         queue = pending(self.store, self.pairing.destination_connection_id)
+        phases["queue"] = time.perf_counter() - clock
         if not queue and not resync:
             if previous_prefs is None:
                 self._remember_prefs(prefs_digest)
@@ -257,11 +272,16 @@ class StateReporter:
         run_id = start_run(self.store, self.pairing, trigger="resync" if resync else "event",
                            scope={"resource": RESOURCE, "events": len(queue)}, actor=actor, dry_run=False)
         everything = resync or any(e.kind == MAPPING_CHANGED for e in queue)
-        affected = sorted(set(by_id) | set(seen)) if everything else list(dict.fromkeys(
+        affected = sorted(set(hashes) | set(seen)) if everything else list(dict.fromkeys(
             e.posted_id for e in queue if e.kind != MAPPING_CHANGED))
+        clock = time.perf_counter()
+        by_id = export.grades(affected)
+        phases["parse"] = time.perf_counter() - clock
         counts = empty_counts()
         try:
+            clock = time.perf_counter()
             periods, associations = await asyncio.gather(self.grading_periods(), self.associations(refresh=resync))
+            phases["read_ods"] = time.perf_counter() - clock
             grade_rows = load_identities(self.store, self.pairing, (GRADE,))
             if resync:
                 counts["deleted"] += await self._sweep(grade_rows, by_id, periods, associations)
@@ -269,15 +289,22 @@ class StateReporter:
             held: dict[str, list[IdentityRow]] = {}
             for (_, key), row in grade_rows.items():
                 held.setdefault(key.split("|", 1)[0], []).append(row)
+            clock = time.perf_counter()
             plan = plan_grades(affected, by_id, hashes, self.prefs, periods, associations, held)
+            phases["plan"] = time.perf_counter() - clock
             counts["unchanged"] += plan.unchanged
+            clock = time.perf_counter()
             done = await self._execute(run_id, plan, counts)
+            phases["send"] = time.perf_counter() - clock
+            clock = time.perf_counter()
             self._finish_events(queue, plan, done)
             self._remember_prefs(prefs_digest)
+            phases["finish"] = time.perf_counter() - clock
             failure = None
         except Exception as exc:  # recorded on the run, never lost
             failure = f"{exc.__class__.__name__}: {exc}"
-        stats = {"seconds": round(time.perf_counter() - started, 3), "requests": dict(meter)}
+        stats = {"seconds": round(time.perf_counter() - started, 3), "requests": dict(meter),
+                 "phases": {k: round(v, 3) for k, v in phases.items()}}
         status = finish_run(self.store, run_id, counts=counts, stats=stats, failure=failure)
         return StateRun(run_id, status, counts, stats, events=len(queue))
 
@@ -340,14 +367,17 @@ class StateReporter:
         for write in plan.writes:
             queue.put_nowait(write)
 
-        def flush() -> None:
-            nonlocal buffer_items, buffer_rows, buffer_gone
-            items, rows, gone = buffer_items, buffer_rows, buffer_gone
-            buffer_items, buffer_rows, buffer_gone = [], [], []
+        def write(items: list[ItemOutcome], rows: list[IdentityRow], gone: list[tuple[str, str]]) -> None:
             with self.store.write_lock, self.store.engine.begin() as db:
                 delete_identities(db, self.pairing, gone)
                 upsert_identities(db, self.store, self.pairing, rows)
                 record_items(db, run_id, items)
+
+        def flush() -> None:
+            nonlocal buffer_items, buffer_rows, buffer_gone
+            batch = (buffer_items, buffer_rows, buffer_gone)
+            buffer_items, buffer_rows, buffer_gone = [], [], []
+            write(*batch)
 
         async def worker() -> None:
             while True:

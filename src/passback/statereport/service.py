@@ -39,7 +39,7 @@ async def report(store: Store, settings: Settings, source: str, destination: str
     try:
         reporter = StateReporter(store, client, Pairing(source_conn.id, dest_conn.id),
                                  preferences_from(dest_conn.settings), concurrency=settings.concurrency)
-        result = await reporter.run(export.grades, export.hashes, resync=resync, dry_run=dry_run)
+        result = await reporter.run(export, resync=resync, dry_run=dry_run)
     finally:
         await client.aclose()
     result.problems = [p.message for p in export.problems]

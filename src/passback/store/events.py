@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from passback.store import bulk
 from passback.store.db import Store
 from passback.store.tables import edfi_events
 
@@ -27,13 +28,15 @@ class Event:
 
 
 def enqueue(store: Store, destination_connection_id: int, events: Iterable[tuple[str, str]]) -> int:
-    now = datetime.now(UTC)
-    rows = [{"destination_connection_id": destination_connection_id, "posted_id": posted_id, "kind": kind,
-             "created_at": now} for posted_id, kind in events]
-    if rows:
+    events = list(events)
+    if events:
         with store.write_lock, store.engine.begin() as db:
-            db.execute(edfi_events.insert(), rows)
-    return len(rows)
+            now = bulk.now_value(db)
+            bulk.executemany(
+                db, f"INSERT INTO edfi_events (destination_connection_id, posted_id, kind, created_at) "
+                    f"VALUES ({bulk.marks(db, 4)})",
+                [(destination_connection_id, posted_id, kind, now) for posted_id, kind in events])
+    return len(events)
 
 
 def pending(store: Store, destination_connection_id: int) -> list[Event]:

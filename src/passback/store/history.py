@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from passback.store import bulk
 from passback.store.db import Store
 from passback.store.identity import Pairing
 from passback.store.tables import audit_log, run_items, runs
@@ -72,23 +73,12 @@ def start_run(
 
 
 def record_items(db: sa.Connection, run_id: str, items: list[ItemOutcome]) -> None:
-    if not items:
-        return
-    db.execute(
-        run_items.insert(),
-        [
-            {
-                "run_id": run_id,
-                "object_kind": item.object_kind,
-                "source_id": item.source_id,
-                "dest_id": item.dest_id,
-                "outcome": item.outcome,
-                "code": item.code,
-                "message": item.message,
-                "context": item.context,
-            }
-            for item in items
-        ],
+    bulk.executemany(
+        db,
+        "INSERT INTO run_items (run_id, object_kind, source_id, dest_id, outcome, code, message, context) "
+        f"VALUES ({bulk.marks(db, 8)})",
+        [(run_id, item.object_kind, item.source_id, item.dest_id, item.outcome, item.code, item.message,
+          bulk.json_value(db, item.context)) for item in items],
     )
 
 

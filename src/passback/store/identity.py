@@ -11,8 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-
+from passback.store import bulk
 from passback.store.db import Store
 from passback.store.tables import identity_map
 
@@ -69,52 +68,36 @@ def load_identities(
     }
 
 
-def _insert_for(store: Store):  # type: ignore[no-untyped-def]
-    if store.engine.dialect.name == "postgresql":
-        return postgresql.insert
-    return sqlite.insert
+UPSERT_SQL = (
+    "INSERT INTO identity_map (source_connection_id, destination_connection_id, object_kind, source_id, dest_id, "
+    "value_hash, value, state, natural_key, updated_at) VALUES ({marks}) "
+    "ON CONFLICT (source_connection_id, destination_connection_id, object_kind, source_id) DO UPDATE SET "
+    "dest_id = excluded.dest_id, value_hash = excluded.value_hash, value = excluded.value, state = excluded.state, "
+    "natural_key = excluded.natural_key, updated_at = excluded.updated_at"
+)
 
 
 def upsert_identities(db: sa.Connection, store: Store, pairing: Pairing, rows: list[IdentityRow]) -> None:
-    """Write many identity rows in one statement, inside the caller's transaction."""
+    """Write many identity rows in one driver call, inside the caller's transaction."""
     if not rows:
         return
-    now = datetime.now(UTC)
-    insert = _insert_for(store)(identity_map)
-    statement = insert.on_conflict_do_update(
-        index_elements=[
-            identity_map.c.source_connection_id,
-            identity_map.c.destination_connection_id,
-            identity_map.c.object_kind,
-            identity_map.c.source_id,
-        ],
-        set_={
-            "dest_id": insert.excluded.dest_id,
-            "value_hash": insert.excluded.value_hash,
-            "value": insert.excluded.value,
-            "state": insert.excluded.state,
-            "natural_key": insert.excluded.natural_key,
-            "updated_at": insert.excluded.updated_at,
-        },
-    )
-    db.execute(
-        statement,
-        [
-            {
-                "source_connection_id": pairing.source_connection_id,
-                "destination_connection_id": pairing.destination_connection_id,
-                "object_kind": row.object_kind,
-                "source_id": row.source_id,
-                "dest_id": row.dest_id,
-                "value_hash": row.value_hash,
-                "value": row.value,
-                "state": row.state,
-                "natural_key": row.natural_key,
-                "updated_at": now,
-            }
-            for row in rows
-        ],
-    )
+    now = bulk.now_value(db)
+    source, dest = pairing.source_connection_id, pairing.destination_connection_id
+    bulk.executemany(db, UPSERT_SQL.format(marks=bulk.marks(db, 10)), [
+        (source, dest, row.object_kind, row.source_id, row.dest_id, row.value_hash, bulk.json_value(db, row.value),
+         row.state, bulk.json_value(db, row.natural_key), now)
+        for row in rows
+    ])
+
+
+def load_hashes(store: Store, pairing: Pairing, kind: str) -> dict[str, str | None]:
+    """Source id -> value hash for one kind: the cheapest look at what was seen before."""
+    with store.engine.connect() as db:
+        rows = db.execute(sa.select(identity_map.c.source_id, identity_map.c.value_hash).where(
+            identity_map.c.source_connection_id == pairing.source_connection_id,
+            identity_map.c.destination_connection_id == pairing.destination_connection_id,
+            identity_map.c.object_kind == kind)).all()
+    return {row.source_id: row.value_hash for row in rows}
 
 
 def delete_identities(

@@ -7,7 +7,6 @@ sent) and what later lets passback notice a grade edited by hand in the destinat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa

@@ -29,10 +29,12 @@ Control (never faulted): ``/_emulator/stats``, ``/_emulator/faults``, ``/_emulat
 from __future__ import annotations
 
 import base64
-import json
+import itertools
 import secrets
 import time
 import uuid
+
+import orjson
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -106,6 +108,8 @@ class EdFiEmulator:
     def __init__(self, state: dict[str, Any]) -> None:
         self.state = state
         self.tokens: dict[str, float] = {}
+        self.ids = (f"{uuid.uuid4().hex[:20]}{n:012x}" for n in itertools.count(1))
+        self._stamp = (0, "")
         self.requests: Counter[str] = Counter()
         self.descriptors = set(state["descriptors"])
         self.index: dict[str, dict[tuple[Any, ...], str]] = {
@@ -158,13 +162,20 @@ class EdFiEmulator:
         record_id = index.get(key)
         created = record_id is None
         if created:
-            record_id = uuid.uuid4().hex
+            record_id = next(self.ids)
             index[key] = record_id
         body.pop("id", None)
         body["_etag"] = str(time.time_ns() // 100)
-        body["_lastModifiedDate"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        body["_lastModifiedDate"] = self.modified()
         self.state["resources"][resource][record_id] = body
         return record_id, created
+
+    def modified(self) -> str:
+        """The ODS's timestamp format, formatted once a second rather than once a record."""
+        second = int(time.time())
+        if self._stamp[0] != second:
+            self._stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+        return self._stamp[1]
 
     def delete(self, resource: str, record_id: str) -> bool:
         record = self.state["resources"][resource].pop(record_id, None)
@@ -237,8 +248,8 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
                 return problem(401, "security:authentication", "Authentication Failed", "Invalid or expired token.")
             if request.method == "POST":
                 try:
-                    body = json.loads(await request.body())
-                except ValueError:
+                    body = orjson.loads(await request.body())
+                except orjson.JSONDecodeError:
                     return problem(400, "bad-request", "Bad Request", "The request body is not valid JSON.")
                 refused = emu.check(name, body)
                 if refused is not None:
@@ -278,7 +289,7 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
                 emu.delete(name, record_id)
                 store.dirty = True
                 return Response(status_code=204)
-            body = json.loads(await request.body())
+            body = orjson.loads(await request.body())
             refused = emu.check(name, body)
             if refused is not None:
                 return refused

@@ -107,14 +107,20 @@ class SchoologyEmulator:
         return self.state["sections"].get(section_id)
 
 
-def _page(request: Request, rows: list[Any], wrapper: str, total_as_string: bool = True) -> JSONResponse:
+def _window(request: Request, count: int) -> tuple[int, int, dict[str, str]]:
+    """The page asked for (start, limit) and its links: ``next`` only while rows remain."""
     start = max(int(request.query_params.get("start", 0)), 0)
     limit = min(max(int(request.query_params.get("limit", DEFAULT_LIMIT)), 1), MAX_LIMIT)
     base = f"{request.url.scheme}://{request.url.netloc}{request.url.path}"
     others = [(k, v) for k, v in request.query_params.multi_items() if k not in ("start", "limit")]
     links = {"self": f"{base}?{urlencode(others + [('start', start), ('limit', limit)])}"}
-    if start + limit < len(rows):
+    if start + limit < count:
         links["next"] = f"{base}?{urlencode(others + [('start', start + limit), ('limit', limit)])}"
+    return start, limit, links
+
+
+def _page(request: Request, rows: list[Any], wrapper: str, total_as_string: bool = True) -> JSONResponse:
+    start, limit, links = _window(request, len(rows))
     total: Any = str(len(rows)) if total_as_string else len(rows)
     return JSONResponse({wrapper: rows[start : start + limit], "total": total, "links": links})
 
@@ -296,12 +302,7 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
                          "comment_status": None, "override": None, "calculated_grade": None, "pending": None,
                          "type": "assignment", "category_id": int(assignment_row["grading_category"] or 0),
                          "scale_id": 0, "scale_type": 0})
-        start = max(int(request.query_params.get("start", 0)), 0)
-        limit = min(max(int(request.query_params.get("limit", DEFAULT_LIMIT)), 1), MAX_LIMIT)
-        base = f"{request.url.scheme}://{request.url.netloc}{request.url.path}"
-        links = {"self": f"{base}?start={start}&limit={limit}"}
-        if start + limit < len(rows):
-            links["next"] = f"{base}?start={start + limit}&limit={limit}"
+        start, limit, links = _window(request, len(rows))
         return JSONResponse({"grades": {"grade": rows[start : start + limit]},
                              "period": [{"period_id": f"p{p}", "period_title": emu.state["grading_periods"][str(p)]["title"],
                                          "weight": "100.00"} for p in found["grading_periods"]],

@@ -352,7 +352,6 @@ def demo(
             for system in ("canvas", "powerschool")
         },
         "seconds": seconds,
-        "sync_seconds": round(sum(r.stats.get("seconds", 0) for r in results), 3),
     }
     if json_out:
         _emit_json(summary)

@@ -259,3 +259,22 @@ def test_import_categories_named_exactly_and_marked(driver: Driver, env: tuple[S
     assert tests_rows[-1]["destination_category_id"] == str(ps_categories["Tests"]["teachercategoryid"])
     again = asyncio.run(import_categories(store, settings, ROUTE, driver.course_id))
     assert not [r for r in again if r["status"] == "imported"]  # importing twice adds nothing
+
+
+def test_a_deleted_or_unmapped_category_is_reported_with_its_fix(driver: Driver, env: tuple[Store, Settings]) -> None:
+    store, settings = env
+    driver.connect(store, settings)
+    _, ps_categories = ps_teacher_and_categories(driver)
+    practice = driver.category("Extra Practice")
+    asyncio.run(map_category(store, settings, ROUTE, driver.course_id, practice,
+                             str(ps_categories["Projects"]["teachercategoryid"])))
+    mapped = asyncio.run(list_categories(store, settings, ROUTE, driver.course_id))
+    assert not [p for p in mapped["problems"] if p["source_category_id"] == practice]
+    if driver.kind == "canvas":  # the teacher deletes the mapped group
+        del driver.state["assignment_groups"][practice]  # type: ignore[attr-defined]
+    else:
+        del driver.state["grading_categories"][practice]  # type: ignore[attr-defined]
+    report = asyncio.run(list_categories(store, settings, ROUTE, driver.course_id))
+    problem = next(p for p in report["problems"] if p["source_category_id"] == practice)
+    assert problem["problem"] == "mapped, but deleted in the source"
+    assert f"passback categories unmap --course {driver.course_id} --category {practice}" in problem["fix"]

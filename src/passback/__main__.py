@@ -1,5 +1,5 @@
 """``python -m passback``: the same command as ``passback``."""
 
-from passback.cli import app
+from passback.cli import run
 
-app(prog_name="passback")
+run()

@@ -728,5 +728,16 @@ def map_year(year: list[int] = typer.Argument(..., help="School years with valid
     _prefs(destination, {"school_years": sorted(set(year))}, json_out)
 
 
+def run() -> None:
+    """The console entry point: a store that cannot be opened is one clear line, not a traceback."""
+    from passback.store.db import StoreUnavailable
+
+    try:
+        app()
+    except StoreUnavailable as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise SystemExit(2) from exc
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    run()

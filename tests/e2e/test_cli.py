@@ -77,6 +77,12 @@ def test_errors_catalogue_and_bad_input(data_dir: Path) -> None:
     assert missing.returncode == 2 and "No connection named 'nope'" in missing.stderr
     no_scope = passback(data_dir, "sync", check=False)
     assert no_scope.returncode == 2 and "--course" in no_scope.stderr
+    env = {**os.environ, "PASSBACK_DATA_DIR": str(data_dir),
+           "PASSBACK_DATABASE_URL": "postgresql://someone:hunter2@127.0.0.1:1/nowhere"}
+    down = subprocess.run([sys.executable, "-m", "passback", "runs"], env=env, text=True, capture_output=True,
+                          timeout=60)
+    assert down.returncode == 2 and "Cannot open the store at postgresql://someone:***@127.0.0.1:1/nowhere" in down.stderr
+    assert "hunter2" not in down.stderr + down.stdout and "Traceback" not in down.stderr
 
 
 def test_check_then_fix_makes_the_course_ready(data_dir: Path) -> None:

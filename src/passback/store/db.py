@@ -57,12 +57,24 @@ class Store:
         self.engine.dispose()
 
 
+class StoreUnavailable(RuntimeError):
+    """The store cannot be opened; the message names the database and the fix."""
+
+
 def open_store(settings: Settings | None = None, url: str | None = None) -> Store:
     settings = settings or get_settings()
     if url is None:
         url = settings.resolved_database_url()
         if url.startswith("sqlite"):
             settings.ensure_data_dir()
-    engine = make_engine(url)
-    migrate(engine)
+    try:
+        engine = make_engine(url)
+        migrate(engine)
+    except (sa.exc.OperationalError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True) if "://" in url else url
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise StoreUnavailable(
+            f"Cannot open the store at {shown}: {reason}. Check PASSBACK_DATABASE_URL "
+            "(or unset it to use the SQLite store in the data directory) and that the database server is up."
+        ) from exc
     return Store(engine)

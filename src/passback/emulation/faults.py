@@ -33,6 +33,7 @@ class FaultConfig:
     only_methods: tuple[str, ...] = ()
     rng: random.Random = field(default_factory=random.Random, repr=False)
     injected: dict[str, int] = field(default_factory=dict)
+    oversleep: float = 0.0  # seconds the event loop's timer adds to a sleep, learned as it runs
 
     def __post_init__(self) -> None:
         unknown = set(self.fault_kinds) - set(FAULT_KINDS)
@@ -57,6 +58,16 @@ class FaultConfig:
             self.only_methods = tuple(m.upper() for m in values["only_methods"])
         if values.get("seed") is not None:
             self.rng.seed(int(values["seed"]))
+
+    async def delay(self) -> None:
+        """Sleep the configured latency, no more: asyncio's timer rounds every wake-up up
+        (about a millisecond), so the sleep is shortened by what it overslept lately."""
+        wanted = self.latency_ms / 1000.0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.sleep(max(0.0, wanted - self.oversleep))
+        late = loop.time() - started - wanted
+        self.oversleep = min(max(self.oversleep + 0.1 * late, 0.0), wanted / 2)
 
     def draw(self, method: str) -> str | None:
         if self.fault_rate <= 0 or not self.fault_kinds:
@@ -94,7 +105,7 @@ class FaultMiddleware:
             return
         config = self.config
         if config.latency_ms > 0:
-            await asyncio.sleep(config.latency_ms / 1000.0)
+            await config.delay()
         kind = config.draw(scope["method"])
         if kind == "429":
             await _send(send, *self.throttled_response)

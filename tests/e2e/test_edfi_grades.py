@@ -215,3 +215,34 @@ def test_the_odss_own_refusal_is_explained(world: World) -> None:
     assert item["code"] == "edfi-unresolved-reference"
     assert "The referenced 'StudentSectionAssociation' item does not exist." in item["message"]
     assert pending(world.store, edfi_id(world))  # the event stays queued until the grade is sent
+
+
+def test_posted_grades_from_powerschool_stored_grades(sqlite_store: Store, tmp_path: Path) -> None:
+    """Point 1's other source: PowerSchool's stored (store-code) grades, read through its API."""
+    from passback.connectors.powerschool import emulator as powerschool_emulator
+    from passback.sandbox.edfi_district import powerschool_from_posted
+
+    state, grades = generate(EdFiShape(grades=230, students_per_section=23))
+    with ServedApp(edfi_emulator.create_app(state)) as ods, \
+            ServedApp(powerschool_emulator.create_app(powerschool_from_posted(grades))) as sis:
+        settings = Settings(data_dir=tmp_path, concurrency=4)
+        key = load_key(settings)
+        save_connection(sqlite_store, key, name="state-edfi", kind="edfi", base_url=ods.url,
+                        credentials={"client_id": "sandbox-edfi", "client_secret": "sandbox-edfi-secret"},
+                        settings={"grades": {"grade_types": {"S1": FINAL},
+                                             "grading_periods": {"S1": [PERIOD + "First Semester"]},
+                                             "state_codes": {"A": 4, "B": 3, "C": 2, "D": 1, "F": 0},
+                                             "school_years": [2027]}})
+        save_connection(sqlite_store, key, name="sis", kind="powerschool", base_url=sis.url,
+                        credentials={"client_id": "sandbox-plugin", "client_secret": "sandbox-plugin-secret"})
+        result = asyncio.run(report(sqlite_store, settings, "sis", "state-edfi"))
+        assert result.counts["created"] == 230 and not result.problems
+        held = {(g["studentSectionAssociationReference"]["studentUniqueId"],
+                 g["studentSectionAssociationReference"]["sectionIdentifier"]): g for g in ods.state["resources"]["grades"].values()}
+        for grade in grades:
+            record = held[(grade.student_id, grade.section_id)]
+            assert record["letterGradeEarned"] == str({"A": 4, "B": 3, "C": 2, "D": 1, "F": 0}[grade.letter])
+            assert record["gradingPeriodReference"]["gradingPeriodName"] == "First Semester"
+        assert sis.control("stats")["requests"]["GET /ws/schema/table/storedgrades"] == 3  # 100 a page
+        again = asyncio.run(report(sqlite_store, settings, "sis", "state-edfi"))
+        assert again.counts["created"] == again.counts["updated"] == 0

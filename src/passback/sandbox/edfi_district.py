@@ -96,3 +96,41 @@ def generate(shape: EdFiShape, client_id: str = "sandbox-edfi", client_secret: s
                 score=round(rng.uniform(50, 100), 1), letter=letter, posted_at=None,
             ))
     return state, posted
+
+
+def powerschool_from_posted(grades: list[PostedGrade], client_id: str = "sandbox-plugin",
+                            client_secret: str = "sandbox-plugin-secret") -> dict[str, Any]:
+    """The same posted grades as PowerSchool holds them: StoredGrades rows with their
+    students, sections, term and school (store code "S1" for the semester final)."""
+    from passback.connectors.powerschool.emulator import empty_state as empty_powerschool
+
+    state = empty_powerschool()
+    state["clients"][client_id] = client_secret
+    state["schools"]["1"] = {"id": 1, "name": "Sandbox High School", "school_number": 100,
+                             "state_province_id": str(SCHOOL_ID)}
+    state["terms"]["3601"] = {"id": 3601, "yearid": SCHOOL_YEAR - 1991, "name": TERM.name, "abbreviation": "S1",
+                              "firstday": TERM.start.isoformat(), "lastday": TERM.end.isoformat(), "school_id": 1}
+    students: dict[str, int] = {}
+    sections: dict[str, int] = {}
+    next_id = iter(range(60_001, 10**8))
+    for grade in grades:
+        if grade.student_id not in students:
+            dcid = students[grade.student_id] = next(next_id)
+            first, _, last = grade.student_name.partition(" ")
+            state["students"][str(dcid)] = {"id": dcid, "local_id": int(grade.student_id), "school_id": 1,
+                                            "state_province_id": grade.student_id,
+                                            "name": {"first_name": first, "last_name": last}}
+        if grade.section_id not in sections:
+            dcid = sections[grade.section_id] = next(next_id)
+            course, _, number = grade.section_id.partition("-")
+            state["sections"][str(dcid)] = {"id": dcid, "school_id": 1, "course_id": 0, "staff_id": 0,
+                                            "term_id": 3601, "section_number": number,
+                                            "expression": "1(A)", "students": []}
+        dcid = next(next_id)
+        state["storedgrades"][str(dcid)] = {
+            "dcid": dcid, "studentid": students[grade.student_id], "sectionid": sections[grade.section_id],
+            "termid": 3601, "storecode": "S1", "grade": grade.letter or "", "percent": grade.score,
+            "earnedcrhrs": grade.credits_earned, "course_number": grade.course_number,
+            "course_name": grade.course_name, "schoolid": 1, "datestored": "2026-12-19"}
+    state["next_id"] = next(next_id)
+    return state

@@ -7,7 +7,7 @@ from typing import Any
 
 from passback.connectors.edfi.client import EdFiClient
 from passback.settings import Settings
-from passback.statereport.csv_source import read_export
+from passback.statereport.csv_source import PostedExport, read_export
 from passback.statereport.engine import StateReporter, StateRun, preferences_from
 from passback.store.connections import Connection, get_connection, update_settings
 from passback.store.db import Store
@@ -22,18 +22,33 @@ class StateReportingError(ValueError):
 def _connections(store: Store, settings: Settings, source: str, destination: str) -> tuple[Connection, Connection]:
     key = load_key(settings)
     source_conn, dest_conn = get_connection(store, key, source), get_connection(store, key, destination)
-    if source_conn.kind != "csv":
+    if source_conn.kind not in ("csv", "powerschool"):
         raise StateReportingError(f"Connection {source!r} is a {source_conn.kind} connection; posted grades are read "
-                                  "from a csv connection (passback connect csv --name N --url PATH).")
+                                  "from a csv export (passback connect csv --name N --url PATH) or from PowerSchool.")
     if dest_conn.kind != "edfi":
         raise StateReportingError(f"Connection {destination!r} is not an Ed-Fi connection.")
     return source_conn, dest_conn
 
 
+async def read_posted(source: Connection, settings: Settings) -> PostedExport:
+    """Posted grades from a CSV export or from PowerSchool's stored grades."""
+    if source.kind == "csv":
+        return read_export(Path(source.base_url))
+    from passback.connectors.powerschool.destination import PowerSchoolClient
+    from passback.connectors.powerschool.posted import PowerSchoolPostedGrades
+
+    client = PowerSchoolClient(source.base_url, source.credentials["client_id"], source.credentials["client_secret"],
+                               concurrency=settings.concurrency, timeout=settings.http_timeout)
+    try:
+        return await PowerSchoolPostedGrades(client).read()
+    finally:
+        await client.aclose()
+
+
 async def report(store: Store, settings: Settings, source: str, destination: str, *, resync: bool = False,
                  dry_run: bool = False) -> StateRun:
     source_conn, dest_conn = _connections(store, settings, source, destination)
-    export = read_export(Path(source_conn.base_url))
+    export = await read_posted(source_conn, settings)
     client = EdFiClient(dest_conn.base_url, dest_conn.credentials["client_id"], dest_conn.credentials["client_secret"],
                         concurrency=settings.concurrency, timeout=settings.http_timeout)
     try:

@@ -34,6 +34,13 @@ teach each section touched, else 403 "User does not teach section")
     ``POST /ws/xte/assignment/lookup`` with ``{"section_ids": [...]}`` -> the section's
     assignments with ``_assignmentscores`` embedded (the read-back path).
 
+Stored grades (the schema-table API, plugins only)
+    ``GET /ws/schema/table/storedgrades?projection=*&page&pagesize`` (at most 100 a page)
+    -> ``{"name": "storedgrades", "record": [{"id", "name", "tables": {"storedgrades":
+    {...}}}]}``, every value a string as PowerSchool sends them; ``.../count`` ->
+    ``{"count": n}``. Terms: ``GET /ws/v1/school/{id}/term`` -> ``{"terms": {"term":
+    [...]}}``; a student's ``state_province_id`` is the state's student id.
+
 Refusals (409 ``{"message": "Validation Failed", "errors": [{"resource", "field",
 "code"}]}`` unless noted), with the texts teachers see in Grade Sync:
     a name over 50 characters -> "Value may not contain more than 50 character(s).";
@@ -89,6 +96,7 @@ def empty_state() -> dict[str, Any]:
         "categories": {},
         "assignments": {},
         "scores": {},
+        "storedgrades": {},
     }
 
 
@@ -438,6 +446,33 @@ def create_app(
         count = sum(1 for s in emu.state["students"].values() if s["school_id"] == school)
         return JSONResponse({"resource": {"count": count}})
 
+    @route("/ws/schema/table/storedgrades", ["GET"])
+    async def stored_grades(request: Request) -> Response:
+        page = max(int(request.query_params.get("page", 1)), 1)
+        size = min(max(int(request.query_params.get("pagesize", 100)), 1), 100)
+        rows = sorted(emu.state.get("storedgrades", {}).values(), key=lambda r: int(r["dcid"]))
+        chunk = rows[(page - 1) * size : page * size]
+        return JSONResponse({"name": "storedgrades", "record": [
+            {"id": int(r["dcid"]), "name": "storedgrades",
+             "tables": {"storedgrades": {k: "" if v is None else str(v) for k, v in r.items()}}} for r in chunk]})
+
+    @route("/ws/schema/table/storedgrades/count", ["GET"])
+    async def stored_grades_count(request: Request) -> Response:
+        return JSONResponse({"count": len(emu.state.get("storedgrades", {}))})
+
+    @route("/ws/v1/school/{school:int}", ["GET"])
+    async def school(request: Request) -> Response:
+        found = emu.state["schools"].get(str(request.path_params["school"]))
+        if found is None:
+            return JSONResponse({"message": "School not found"}, status_code=404)
+        return JSONResponse({"school": found})
+
+    @route("/ws/v1/school/{school:int}/term", ["GET"])
+    async def school_terms(request: Request) -> Response:
+        rows = [t for t in emu.state["terms"].values() if int(t.get("school_id", request.path_params["school"]))
+                == request.path_params["school"]]
+        return JSONResponse({"terms": {"term": _page(request, sorted(rows, key=lambda t: t["id"]))}})
+
     @route("/ws/xte/teacher_category", ["GET"])
     async def teacher_categories(request: Request) -> Response:
         users_dcid = request.query_params.get("users_dcid")
@@ -583,6 +618,10 @@ def create_app(
         school_students,
         school_student_count,
         teacher_categories,
+        stored_grades,
+        stored_grades_count,
+        school,
+        school_terms,
         assignments,
         assignment,
         put_scores,

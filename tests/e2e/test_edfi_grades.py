@@ -246,3 +246,17 @@ def test_posted_grades_from_powerschool_stored_grades(sqlite_store: Store, tmp_p
         assert sis.control("stats")["requests"]["GET /ws/schema/table/storedgrades"] == 3  # 100 a page
         again = asyncio.run(report(sqlite_store, settings, "sis", "state-edfi"))
         assert again.counts["created"] == again.counts["updated"] == 0
+
+
+def test_faults_never_lose_or_double_a_grade(world: World) -> None:
+    """Throttling, server errors and cut connections: every grade ends in the ODS exactly once."""
+    world.ods.control("faults", {"fault_rate": 0.3, "fault_kinds": ["429", "500", "reset"], "seed": 9})
+    first = world.run()
+    world.ods.control("faults", {"fault_rate": 0})
+    injected = world.ods.control("faults")["injected"]
+    assert sum(injected.values()) > 0
+    assert first.counts["error"] == 0 and first.counts["created"] + first.counts["updated"] == 30
+    keys = [(g["studentSectionAssociationReference"]["studentUniqueId"], g["gradeTypeDescriptor"])
+            for g in world.ods_grades.values()]
+    assert len(keys) == len(set(keys)) == 30
+    assert world.run().counts == {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "skipped": 0, "error": 0}

@@ -30,7 +30,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from passback.connectors.edfi.client import EdFiClient
+from dataclasses import replace
+
+from passback.connectors.edfi.client import EdFiAnswer, EdFiClient, _json
+from passback.connectors.edfi.curl_sender import CurlSender
 from passback.connectors.http import request_meter
 from passback.convert.edfi import grade_records, natural_key
 from passback.model import GradingPeriod, PostedGrade, SectionAssociation
@@ -356,55 +359,83 @@ class StateReporter:
         return sum(1 for a in answers if a.status in (204, 404))
 
     async def _execute(self, run_id: str, plan: GradePlan, counts: dict[str, int]) -> set[str]:
-        """Send every write; record as batches fill. Returns the posted ids fully written."""
+        """Deletes first, then every POST through libcurl, then the careful path for what is left.
+
+        Returns the posted ids whose writes all succeeded.
+        """
         failed: set[str] = set()
-        buffer_items: list[ItemOutcome] = list(plan.items)
-        buffer_rows: list[IdentityRow] = []
-        buffer_gone: list[tuple[str, str]] = []
+        items: list[ItemOutcome] = list(plan.items)
+        rows: list[IdentityRow] = []
+        gone: list[tuple[str, str]] = []
         for item in plan.items:
             counts[item.outcome] += 1
-        queue: asyncio.Queue[Write | None] = asyncio.Queue()
-        for write in plan.writes:
-            queue.put_nowait(write)
 
-        def write(items: list[ItemOutcome], rows: list[IdentityRow], gone: list[tuple[str, str]]) -> None:
-            with self.store.write_lock, self.store.engine.begin() as db:
-                delete_identities(db, self.pairing, gone)
-                upsert_identities(db, self.store, self.pairing, rows)
-                record_items(db, run_id, items)
+        def settle(write: Write, outcome: tuple[str, str | None] | ItemOutcome) -> None:
+            if isinstance(outcome, ItemOutcome):
+                failed.add(write.posted_id)
+                items.append(outcome)
+                counts["error"] += 1
+                return
+            verb, record_id = outcome
+            counts[verb] += 1
+            items.append(ItemOutcome(GRADE, write.identity_key, verb, dest_id=record_id))
+            if write.action == "delete":
+                gone.append((GRADE, write.identity_key))
+            else:
+                assert write.record is not None
+                rows.append(IdentityRow(GRADE, write.identity_key, record_id, write.value_hash, None, SYNCED,
+                                        natural_key=list(natural_key(write.record))))
 
-        def flush() -> None:
-            nonlocal buffer_items, buffer_rows, buffer_gone
-            batch = (buffer_items, buffer_rows, buffer_gone)
-            buffer_items, buffer_rows, buffer_gone = [], [], []
-            write(*batch)
+        async def careful(writes: list[Write]) -> None:
+            queue = list(reversed(writes))
 
-        async def worker() -> None:
-            while True:
-                write = queue.get_nowait() if not queue.empty() else None
-                if write is None:
-                    return
-                outcome = await self._one(write)
-                if isinstance(outcome, ItemOutcome):
-                    failed.add(write.posted_id)
-                    buffer_items.append(outcome)
-                    counts["error"] += 1
-                    continue
-                verb, record_id = outcome
-                counts[verb] += 1
-                buffer_items.append(ItemOutcome(GRADE, write.identity_key, verb, dest_id=record_id))
-                if write.action == "delete":
-                    buffer_gone.append((GRADE, write.identity_key))
-                else:
-                    assert write.record is not None
-                    buffer_rows.append(IdentityRow(GRADE, write.identity_key, record_id, write.value_hash, None,
-                                                   SYNCED, natural_key=list(natural_key(write.record))))
-                if len(buffer_items) >= BATCH:
-                    flush()
+            async def worker() -> None:
+                while queue:
+                    write = queue.pop()
+                    settle(write, await self._one(write))
 
-        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
-        flush()
+            await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+
+        removals = [w for w in plan.writes if w.action in ("delete", "replace") and w.old_id]
+        await careful([replace(w, action="delete") if w.action == "replace" else w for w in removals])
+        posts = [replace(w, action="post") if w.action == "replace" else w for w in plan.writes
+                 if w.action != "delete" and w.posted_id not in failed]
+        retry = await self._post_fast(posts, settle)
+        await careful(retry)
+        with self.store.write_lock, self.store.engine.begin() as db:
+            delete_identities(db, self.pairing, gone)
+            for first in range(0, max(len(rows), len(items)), BATCH):
+                upsert_identities(db, self.store, self.pairing, rows[first : first + BATCH])
+                record_items(db, run_id, items[first : first + BATCH])
+        # a replaced record was recorded as a delete, then a create: name the pair once
         return {p for p in plan.done_posted if p not in failed}
+
+    async def _post_fast(self, posts: list[Write], settle: Any) -> list[Write]:
+        """POST through libcurl; returns the writes the careful path must try again."""
+        if not posts:
+            return []
+        url = await self.client.post_url(RESOURCE)
+        token = self.client.token or await self.client.authenticate()
+        sender = CurlSender(self.concurrency, self.client.timeout_seconds)
+        by_tag = dict(enumerate(posts))
+        answers = await asyncio.to_thread(sender.post_all, url, [f"Authorization: Bearer {token}"],
+                                          ((tag, write.body) for tag, write in by_tag.items()))
+        self.client.count_many(answers)
+        retry = []
+        for answer in answers:
+            write = by_tag[answer.tag]
+            if answer.status in (200, 201):
+                location = answer.location or ""
+                settle(write, ("created" if answer.status == 201 else "updated", location[location.rfind("/") + 1:] or None))
+            elif answer.status in (400, 404, 409, 412):
+                detail = EdFiAnswer(answer.status, None, _json(answer.body)).detail
+                code = "edfi-unresolved-reference" if answer.status == 409 else "destination-rejected"
+                settle(write, self._refused(write, detail, code))
+            else:  # no answer, throttled, a passing server error, or an expired token
+                retry.append(write)
+        if any(by_tag[a.tag] in retry for a in answers if a.status == 401):
+            await self.client.authenticate(stale=token)
+        return retry
 
     async def _one(self, write: Write) -> tuple[str, str | None] | ItemOutcome:
         try:

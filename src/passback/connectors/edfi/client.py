@@ -55,6 +55,7 @@ class EdFiClient:
         self.concurrency = concurrency
         self.attempts = attempts
         self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.timeout_seconds = timeout
         self.urls: dict[str, str] = {}
         self.token: str | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -79,15 +80,26 @@ class EdFiClient:
         if meter is not None:
             meter["edfi"] += 1
 
+    async def _plain(self, method: str, url: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        """A request made before there is a token (discovery, the token itself), retried alike."""
+        session = await self._open()
+        problem: object = None
+        for attempt in range(self.attempts):
+            try:
+                async with session.request(method, url, **kwargs) as response:
+                    self._count(response.status)
+                    if response.status in RETRY_STATUSES:
+                        problem = f"HTTP {response.status}"
+                    else:
+                        return response.status, _json(await response.read())
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                problem = exc
+            await asyncio.sleep(_backoff(attempt))
+        raise DestinationUnavailable(f"{method} {url}: no answer after {self.attempts} attempts ({problem})")
+
     async def discover(self) -> dict[str, str]:
         if not self.urls:
-            session = await self._open()
-            try:
-                async with session.get(self.base_url + "/") as response:
-                    self._count(response.status)
-                    body = await response.json(content_type=None)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-                raise DestinationUnavailable(f"Ed-Fi discovery at {self.base_url} failed: {exc}") from exc
+            _, body = await self._plain("GET", self.base_url + "/")
             self.urls = body.get("urls") or {}
             if "oauth" not in self.urls or "dataManagementApi" not in self.urls:
                 raise DestinationError("destination-rejected",
@@ -99,15 +111,12 @@ class EdFiClient:
             if self.token is not None and self.token != stale:
                 return self.token
             urls = await self.discover()
-            session = await self._open()
             basic = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
-            async with session.post(urls["oauth"], data={"grant_type": "client_credentials"},
-                                    headers={"Authorization": f"Basic {basic}"}) as response:
-                self._count(response.status)
-                body = await response.json(content_type=None)
-            if response.status != 200 or "access_token" not in body:
+            status, body = await self._plain("POST", urls["oauth"], data={"grant_type": "client_credentials"},
+                                             headers={"Authorization": f"Basic {basic}"})
+            if status != 200 or "access_token" not in body:
                 raise DestinationError("destination-auth",
-                                       f"Ed-Fi refused the client credentials ({body.get('error', response.status)}). "
+                                       f"Ed-Fi refused the client credentials ({body.get('error', status)}). "
                                        "Check the key and secret and save the connection again.")
             self.token = str(body["access_token"])
             return self.token
@@ -162,6 +171,26 @@ class EdFiClient:
             location = headers.get("Location", "")
             return EdFiAnswer(status, location[location.rfind("/") + 1 :] or None)
         return EdFiAnswer(status, None, _json(payload))
+
+    async def post_url(self, resource: str) -> str:
+        url = self._posts.get(resource)
+        if url is None:
+            await self.discover()
+            url = self._posts[resource] = self.resource_url(resource)
+        return url
+
+    async def authenticate(self, stale: str | None = None) -> str:
+        """A token, fetched anew when ``stale`` is the one in hand."""
+        return await self._authenticate(stale)
+
+    def count_many(self, answers: list[Any]) -> None:
+        """Requests sent elsewhere (by the libcurl sender), counted as this client's."""
+        meter = request_meter.get()
+        for answer in answers:
+            self.requests += 1
+            self.by_status[answer.status] += 1
+        if meter is not None:
+            meter["edfi"] += len(answers)
 
     def _headers(self, token: str) -> dict[str, str]:
         if self._header_token != token:

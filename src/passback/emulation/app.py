@@ -30,6 +30,7 @@ def emulator_app(
     on_faults: Callable[[dict[str, Any]], None] | None = None,
     control: list[BaseRoute] | None = None,
     throttled_response: tuple[int, bytes, dict[str, str]] | None = None,
+    fast_path: Callable[..., Any] | None = None,
 ) -> Starlette:
     """``emulator`` must have ``state`` (a JSON-able dict) and ``requests`` (a Counter)."""
 
@@ -66,5 +67,7 @@ def emulator_app(
         lifespan=lifespan,
     )
     app.state.emulator = emulator
+    if fast_path is not None:  # inside the fault middleware: faults and latency apply to it too
+        app.add_middleware(fast_path)
     app.add_middleware(FaultMiddleware, config=faults, throttled_response=throttled_response)
     return app

@@ -185,6 +185,58 @@ class EdFiEmulator:
         return True
 
 
+class PostFastPath:
+    """POSTs to a resource collection, answered before the router: most of a reporting run.
+
+    Same rules, same answers and headers as the routed handler; only Starlette's routing
+    and request objects are skipped, so the emulator is not the slower side of a bench.
+    """
+
+    def __init__(self, app: Any, emulator: EdFiEmulator, state_file: StateFile) -> None:
+        self.app = app
+        self.emu = emulator
+        self.state_file = state_file
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        name = path[len(DATA) + 1 :] if scope["type"] == "http" and path.startswith(DATA + "/") else ""
+        if scope.get("method") != "POST" or name not in KEYS:
+            await self.app(scope, receive, send)
+            return
+        emu = self.emu
+        emu.requests[f"POST {DATA}/{name}"] += 1
+        headers = dict(scope["headers"])
+        token = headers.get(b"authorization", b"")[7:].decode()
+        expires = emu.tokens.get(token)
+        if expires is None or expires <= time.monotonic():
+            refusal: Response = problem(401, "security:authentication", "Authentication Failed",
+                                        "Invalid or expired token.")
+            await refusal(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        try:
+            body = orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError:
+            await problem(400, "bad-request", "Bad Request", "The request body is not valid JSON.")(scope, receive, send)
+            return
+        refused = emu.check(name, body)
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
+        record_id, created = emu.upsert(name, body)
+        self.state_file.dirty = True
+        host = headers.get(b"host", b"127.0.0.1").decode()
+        await send({"type": "http.response.start", "status": 201 if created else 200, "headers": [
+            (b"location", f"{scope.get('scheme', 'http')}://{host}{DATA}/{name}/{record_id}".encode()),
+            (b"etag", f'"{body["_etag"]}"'.encode()), (b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+
 def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None = None,
                state_path: Path | None = None) -> Any:
     store = StateFile(state_path)
@@ -314,4 +366,5 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
               Route("/metadata/data/v3/resources/swagger.json", swagger, methods=["GET"])]
     for name in KEYS:
         routes.extend(resource_route(name))
-    return emulator_app(routes, emulator=emu, faults=faults, state_file=store)
+    return emulator_app(routes, emulator=emu, faults=faults, state_file=store,
+                        fast_path=lambda app: PostFastPath(app, emu, store))

@@ -40,12 +40,13 @@ class CurlSender:
         results: list[Posted] = []
         active = 0
 
-        def feed() -> None:
+        def feed() -> int:
             nonlocal active
+            added = 0
             while free:
                 item = next(pending, None)
                 if item is None:
-                    return
+                    return added
                 handle = free.pop()
                 handle.tag, body = item
                 handle.location = None
@@ -53,7 +54,9 @@ class CurlSender:
                 handle.setopt(pycurl.POSTFIELDS, body)
                 multi.add_handle(handle)
                 active += 1
+                added += 1
                 self.requests += 1
+            return added
 
         def finished(handle: Any, status: int, error: str | None) -> None:
             nonlocal active
@@ -75,7 +78,8 @@ class CurlSender:
                         finished(handle, 0, message)
                     if not queued:
                         break
-                feed()
+                if feed():
+                    continue  # start the new requests now, not at the next wake-up
                 if active:
                     multi.select(0.05)
         finally:

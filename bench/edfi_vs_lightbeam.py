@@ -72,7 +72,8 @@ class Emulator:
         self.port = free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "passback.sandbox.serve", "edfi", "--port", str(self.port), "--state",
-             str(state_file), "--latency-ms", str(latency_ms)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             str(state_file), "--latency-ms", str(latency_ms), "--flush-seconds", "0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

@@ -14,7 +14,8 @@ import uvicorn
 from passback.emulation.faults import FAULT_KINDS, FaultConfig
 
 
-def build_app(system: str, state_path: Path | None, faults: FaultConfig):  # type: ignore[no-untyped-def]
+def build_app(system: str, state_path: Path | None, faults: FaultConfig,  # type: ignore[no-untyped-def]
+              flush_seconds: float = 1.0):
     if system == "canvas":
         from passback.connectors.canvas.emulator import create_app
     elif system == "powerschool":
@@ -25,6 +26,8 @@ def build_app(system: str, state_path: Path | None, faults: FaultConfig):  # typ
         from passback.connectors.edfi.emulator import create_app
     else:
         raise SystemExit(f"Unknown system {system!r}: choose canvas, schoology, powerschool or edfi.")
+    if system == "edfi":
+        return create_app(faults=faults, state_path=state_path, flush_seconds=flush_seconds)
     return create_app(faults=faults, state_path=state_path)
 
 
@@ -38,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--fault-kinds", default="429,500", help=f"comma list of {', '.join(FAULT_KINDS)}")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--flush-seconds", type=float, default=1.0,
+                        help="how often a changed state is saved (0: at shutdown only; Ed-Fi)")
     args = parser.parse_args(argv)
     faults = FaultConfig(
         latency_ms=args.latency_ms,
@@ -45,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
         seed=args.seed,
     )
-    app = build_app(args.system, args.state, faults)
+    app = build_app(args.system, args.state, faults, args.flush_seconds)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

@@ -238,8 +238,8 @@ class PostFastPath:
 
 
 def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None = None,
-               state_path: Path | None = None) -> Any:
-    store = StateFile(state_path)
+               state_path: Path | None = None, flush_seconds: float = 1.0) -> Any:
+    store = StateFile(state_path, flush_seconds)
     emu = EdFiEmulator(state or store.load() or empty_state())
     faults = faults or FaultConfig()
 

@@ -407,7 +407,6 @@ class StateReporter:
             for first in range(0, max(len(rows), len(items)), BATCH):
                 upsert_identities(db, self.store, self.pairing, rows[first : first + BATCH])
                 record_items(db, run_id, items[first : first + BATCH])
-        # a replaced record was recorded as a delete, then a create: name the pair once
         return {p for p in plan.done_posted if p not in failed}
 
     async def _post_fast(self, posts: list[Write], settle: Any) -> list[Write]:

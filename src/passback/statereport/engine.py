@@ -54,7 +54,7 @@ from passback.store.identity import (
     upsert_identities,
 )
 
-GRADE, POSTED_KIND, SSA, PREFS = "edfi-grade", "edfi-posted", "edfi-ssa", "edfi-prefs"
+GRADE, POSTED_KIND, SSA, PREFS, EXPORT = "edfi-grade", "edfi-posted", "edfi-ssa", "edfi-prefs", "edfi-export"
 RESOURCE = "grades"
 BATCH = 2000
 
@@ -246,6 +246,21 @@ class StateReporter:
                 for row in cached.values()}
 
     # --- a run ---------------------------------------------------------------------------
+    def unchanged_since_last_run(self, digest: str | None) -> bool:
+        """True when the export file, the preferences and the queue are all as the last
+        complete run left them: nothing can need sending, and nothing need be parsed."""
+        if digest is None:
+            return False
+        seen = load_hashes(self.store, self.pairing, EXPORT).get(RESOURCE)
+        prefs = load_hashes(self.store, self.pairing, PREFS).get(RESOURCE)
+        return (seen == digest and prefs == preferences_hash(self.prefs)
+                and not pending(self.store, self.pairing.destination_connection_id))
+
+    def remember_export(self, digest: str | None) -> None:
+        if digest is not None and not pending(self.store, self.pairing.destination_connection_id):
+            with self.store.write_lock, self.store.engine.begin() as db:
+                upsert_identities(db, self.store, self.pairing, [IdentityRow(EXPORT, RESOURCE, None, digest, None)])
+
     async def run(self, export: PostedExport, *, resync: bool = False, dry_run: bool = False,
                   actor: str = "cli") -> StateRun:
         started = time.perf_counter()

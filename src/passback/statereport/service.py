@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from passback.connectors.edfi.client import EdFiClient
 from passback.settings import Settings
-from passback.statereport.csv_source import PostedExport, read_export
+from passback.statereport.csv_source import PostedExport, export_digest, read_export
 from passback.statereport.engine import StateReporter, StateRun, preferences_from
+from passback.store.history import empty_counts
 from passback.store.connections import Connection, get_connection, update_settings
 from passback.store.db import Store
 from passback.store.identity import Pairing
@@ -47,14 +49,21 @@ async def read_posted(source: Connection, settings: Settings) -> PostedExport:
 
 async def report(store: Store, settings: Settings, source: str, destination: str, *, resync: bool = False,
                  dry_run: bool = False) -> StateRun:
+    started = time.perf_counter()
     source_conn, dest_conn = _connections(store, settings, source, destination)
-    export = await read_posted(source_conn, settings)
     client = EdFiClient(dest_conn.base_url, dest_conn.credentials["client_id"], dest_conn.credentials["client_secret"],
                         concurrency=settings.concurrency, timeout=settings.http_timeout)
     try:
         reporter = StateReporter(store, client, Pairing(source_conn.id, dest_conn.id),
                                  preferences_from(dest_conn.settings), concurrency=settings.concurrency)
+        digest = export_digest(Path(source_conn.base_url)) if source_conn.kind == "csv" else None
+        if not resync and reporter.unchanged_since_last_run(digest):
+            return StateRun(None, "nothing to do", empty_counts(),
+                            {"seconds": round(time.perf_counter() - started, 4), "requests": {}})
+        export = await read_posted(source_conn, settings)
         result = await reporter.run(export, resync=resync, dry_run=dry_run)
+        if not dry_run and result.status in ("succeeded", "nothing to do", "completed_with_errors"):
+            reporter.remember_export(digest)
     finally:
         await client.aclose()
     result.problems = [p.message for p in export.problems]

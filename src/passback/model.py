@@ -7,6 +7,7 @@ be planned twice and give the same plan.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
@@ -203,8 +204,12 @@ class GradingPeriod(_Frozen):
     end: date
 
 
-class SectionAssociation(_Frozen):
-    """A StudentSectionAssociation's natural key, as the ODS holds it."""
+@dataclass(frozen=True, slots=True)
+class SectionAssociation:
+    """A StudentSectionAssociation's natural key, as the ODS holds it.
+
+    A plain dataclass: a state-reporting run holds tens of thousands of them.
+    """
 
     student_id: str
     section_id: str

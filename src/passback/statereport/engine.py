@@ -51,6 +51,7 @@ from passback.store.identity import (
     delete_identities,
     load_hashes,
     load_identities,
+    load_values,
     upsert_identities,
 )
 
@@ -217,33 +218,30 @@ class StateReporter:
                 for r in rows]
 
     async def associations(self, refresh: bool) -> dict[tuple[str, str], SectionAssociation]:
-        """The student section associations, kept in the identity map and read anew on a resync."""
-        cached = {} if refresh else load_identities(self.store, self.pairing, (SSA,))
+        """The student section associations, kept in the identity map and read anew on a resync.
+
+        Each is kept as one compact row (its natural key as a JSON list); 20,000 of them are
+        a few megabytes read back through the driver in one query.
+        """
+        cached = {} if refresh else load_values(self.store, self.pairing, SSA)
         if not cached:
             rows = await self.client.get_all("studentSectionAssociations")
-            identity_rows = []
+            cached, identity_rows = {}, []
             for r in rows:
                 section = r["sectionReference"]
-                student = r["studentReference"]["studentUniqueId"]
-                value = {"student_id": student, "section_id": section["sectionIdentifier"],
-                         "local_course_code": section["localCourseCode"], "school_id": str(section["schoolId"]),
-                         "school_year": int(section["schoolYear"]), "session_name": section["sessionName"],
-                         "begin_date": r["beginDate"]}
-                identity_rows.append(IdentityRow(SSA, f"{student}|{section['sectionIdentifier']}", r.get("id"),
-                                                 None, value, SYNCED))
+                key = [r["studentReference"]["studentUniqueId"], section["sectionIdentifier"],
+                       section["localCourseCode"], str(section["schoolId"]), int(section["schoolYear"]),
+                       section["sessionName"], r["beginDate"]]
+                source_id = f"{key[0]}|{key[1]}"
+                cached[source_id] = key
+                identity_rows.append(IdentityRow(SSA, source_id, r.get("id"), None, key, SYNCED))
             with self.store.write_lock, self.store.engine.begin() as db:
                 if refresh:
-                    stale = load_identities(self.store, self.pairing, (SSA,))
-                    delete_identities(db, self.pairing, [k for k in stale if k[1] not in {i.source_id for i in identity_rows}])
-                for start in range(0, len(identity_rows), BATCH):
-                    upsert_identities(db, self.store, self.pairing, identity_rows[start : start + BATCH])
-            cached = {(SSA, row.source_id): row for row in identity_rows}
-        return {(row.value["student_id"], row.value["section_id"]): SectionAssociation.model_construct(
-                    student_id=row.value["student_id"], section_id=row.value["section_id"],
-                    local_course_code=row.value["local_course_code"], school_id=row.value["school_id"],
-                    school_year=row.value["school_year"], session_name=row.value["session_name"],
-                    begin_date=date.fromisoformat(row.value["begin_date"]))
-                for row in cached.values()}
+                    stale = load_values(self.store, self.pairing, SSA)
+                    delete_identities(db, self.pairing, [(SSA, k) for k in stale if k not in cached])
+                upsert_identities(db, self.store, self.pairing, identity_rows)
+        return {(v[0], v[1]): SectionAssociation(v[0], v[1], v[2], v[3], v[4], v[5], date.fromisoformat(v[6]))
+                for v in cached.values()}
 
     # --- a run ---------------------------------------------------------------------------
     def unchanged_since_last_run(self, digest: str | None) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from passback.store import bulk
 from passback.store.db import Store
@@ -87,6 +88,17 @@ def upsert_identities(db: sa.Connection, store: Store, pairing: Pairing, rows: l
          row.state, bulk.json_value(db, row.natural_key), now)
         for row in rows
     ])
+
+
+def load_values(store: Store, pairing: Pairing, kind: str) -> dict[str, Any]:
+    """Source id -> stored value for one kind, decoded here rather than row by row by SQLAlchemy."""
+    with store.engine.connect() as db:
+        mark = "?" if db.dialect.paramstyle == "qmark" else "%s"
+        rows = db.exec_driver_sql(
+            "SELECT source_id, CAST(value AS TEXT) FROM identity_map WHERE source_connection_id = "
+            f"{mark} AND destination_connection_id = {mark} AND object_kind = {mark}",
+            (pairing.source_connection_id, pairing.destination_connection_id, kind)).all()
+    return {source_id: orjson.loads(text) for source_id, text in rows if text is not None}
 
 
 def load_hashes(store: Store, pairing: Pairing, kind: str) -> dict[str, str | None]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import orjson
 
 from passback.connectors.base import DestinationError, DestinationUnavailable
 from passback.connectors.http import request_meter
@@ -213,8 +214,8 @@ class EdFiClient:
         total = int(headers.get("Total-Count", 0))
 
         async def page(offset: int) -> list[dict[str, Any]]:
-            code, _, rows = await self._send("GET", url, params={"offset": offset, "limit": PAGE},
-                                             read=lambda r: r.json(content_type=None))
+            code, _, body = await self._send("GET", url, params={"offset": offset, "limit": PAGE})
+            rows = orjson.loads(body) if code == 200 else []
             if code != 200:
                 raise DestinationError("destination-rejected", f"GET {url} offset {offset}: HTTP {code}")
             return list(rows)

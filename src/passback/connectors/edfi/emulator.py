@@ -320,10 +320,11 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
                 return problem(400, "bad-request:parameter-validation-failed", "Parameter Validation Failed",
                                "The request construction was invalid.",
                                errors=[f"Limit must be a value between 0 and {MAX_LIMIT}."])
-            rows = list(emu.state["resources"][name].items())
-            page = [{"id": record_id, **record} for record_id, record in rows[offset : offset + limit]]
+            rows = emu.state["resources"][name]
+            page = [{"id": record_id, **record}
+                    for record_id, record in itertools.islice(rows.items(), offset, offset + limit)]
             headers = {"Total-Count": str(len(rows))} if request.query_params.get("totalCount") == "true" else {}
-            return JSONResponse(page, headers=headers)
+            return Response(orjson.dumps(page), headers=headers, media_type="application/json")
 
         async def item(request: Request) -> Response:
             emu.requests[f"{request.method} {collection}/{{id}}"] += 1

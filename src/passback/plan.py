@@ -112,9 +112,6 @@ class Plan:
             for step in self.steps
         )
 
-    def findings(self) -> list[tuple[AssignmentStep, Finding]]:
-        return [(step, finding) for step in self.steps for finding in step.findings]
-
 
 def value_hash(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

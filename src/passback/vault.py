@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -47,6 +46,3 @@ def decrypt(token: str, key: bytes) -> dict[str, str]:
             "or save the connection again."
         ) from exc
 
-
-def key_file_path(settings: Settings) -> Path:
-    return settings.data_dir / "secret.key"

@@ -109,10 +109,6 @@ class ScorePayload:
     def as_value(self) -> dict[str, Any]:
         return {"points": self.points, "late": self.late, "exempt": self.exempt}
 
-    @classmethod
-    def from_value(cls, value: dict[str, Any]) -> ScorePayload:
-        return cls(points=value["points"], late=value["late"], exempt=value["exempt"])
-
 
 BLANK = ScorePayload(points=None)
 
@@ -161,7 +157,6 @@ class DestinationContext:
     assignments: dict[str, ExistingAssignment] = field(default_factory=dict)
     scores: dict[tuple[str, str], ScorePayload] = field(default_factory=dict)
     holdings_known: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class DestinationError(RuntimeError):

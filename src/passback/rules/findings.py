@@ -20,7 +20,3 @@ class Finding:
     @property
     def message(self) -> str:
         return entry(self.code).render(**self.context)
-
-    @property
-    def blocking(self) -> bool:
-        return True

@@ -114,12 +114,12 @@ def load_hashes(store: Store, pairing: Pairing, kind: str) -> dict[str, str | No
 def delete_identities(
     db: sa.Connection, pairing: Pairing, keys: list[tuple[str, str]]
 ) -> None:
-    for kind, source_id in keys:
-        db.execute(
-            identity_map.delete().where(
-                identity_map.c.source_connection_id == pairing.source_connection_id,
-                identity_map.c.destination_connection_id == pairing.destination_connection_id,
-                identity_map.c.object_kind == kind,
-                identity_map.c.source_id == source_id,
-            )
-        )
+    """Delete many identity rows in one driver call, inside the caller's transaction."""
+    mark = "?" if db.dialect.paramstyle == "qmark" else "%s"
+    bulk.executemany(
+        db,
+        "DELETE FROM identity_map WHERE source_connection_id = {m} AND destination_connection_id = {m} "
+        "AND object_kind = {m} AND source_id = {m}".format(m=mark),
+        [(pairing.source_connection_id, pairing.destination_connection_id, kind, source_id)
+         for kind, source_id in keys],
+    )

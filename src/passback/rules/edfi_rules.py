@@ -31,21 +31,20 @@ def _context(grade: PostedGrade) -> dict[str, object]:
 
 def reportable(grade: PostedGrade, prefs: EdFiPreferences) -> Finding | None:
     """Why this posted grade is not reported at all, or None when it is."""
-    ctx = _context(grade)
     if grade.standard:
-        return Finding("edfi-standard", ctx)
+        return Finding("edfi-standard", _context(grade))
     if not grade.course_active:
-        return Finding("edfi-course-inactive", ctx)
+        return Finding("edfi-course-inactive", _context(grade))
     if grade.school_exclude or grade.calendar_exclude:
-        return Finding("edfi-excluded", ctx | {"why": "school or calendar exclude"})
+        return Finding("edfi-excluded", _context(grade) | {"why": "school or calendar exclude"})
     if grade.state_report_exclude:
-        return Finding("edfi-excluded", ctx | {"why": "course marked State Report Exclude"})
+        return Finding("edfi-excluded", _context(grade) | {"why": "course marked State Report Exclude"})
     if grade.grading_task not in prefs.grade_types:
-        return Finding("edfi-grading-task-not-mapped", ctx)
+        return Finding("edfi-grading-task-not-mapped", _context(grade))
     if not prefs.grading_periods.get(grade.grading_task):
-        return Finding("edfi-grading-period-not-mapped", ctx)
+        return Finding("edfi-grading-period-not-mapped", _context(grade))
     if grade.school_year not in prefs.school_years:
-        return Finding("edfi-year-not-configured", ctx)
+        return Finding("edfi-year-not-configured", _context(grade))
     return None
 
 

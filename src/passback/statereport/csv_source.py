@@ -80,8 +80,8 @@ def _term(name: str, start: str, end: str) -> Term:
     key = (name, start, end)
     term = _TERMS.get(key)
     if term is None:
-        term = _TERMS[key] = Term.model_construct(source_id=name, name=name, start=date.fromisoformat(start),
-                                                  end=date.fromisoformat(end))
+        term = _TERMS[key] = Term(source_id=name, name=name, start=date.fromisoformat(start),
+                                  end=date.fromisoformat(end))
     return term
 
 
@@ -89,9 +89,8 @@ def parse_row(row: dict[str, str]) -> PostedGrade:
     missing = [c for c in REQUIRED if not (row.get(c) or "").strip()]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
-    # Every field is checked or converted above and here, so the models are built without
-    # validating them a second time (a state-reporting run builds tens of thousands).
-    return PostedGrade.model_construct(
+    # Validated by pydantic-core, which here costs half of what model_construct's Python loop does.
+    return PostedGrade(
         source_id=row["posted_id"], student_id=row["student_id"], student_name=row.get("student_name") or "",
         section_id=row["section_id"], course_number=row.get("course_number") or "",
         course_name=row.get("course_name") or "", school_id=row["school_id"], school_year=int(row["school_year"]),

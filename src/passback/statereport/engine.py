@@ -23,27 +23,32 @@ import asyncio
 import hashlib
 import json
 import time
-
-import orjson
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from dataclasses import replace
+import orjson
 
-from passback.connectors.edfi.client import EdFiAnswer, EdFiClient, _json
-from passback.connectors.edfi.curl_sender import CurlSender
+from passback.connectors.edfi.client import EdFiClient
 from passback.connectors.http import request_meter
 from passback.convert.edfi import grade_records, natural_key
 from passback.model import GradingPeriod, PostedGrade, SectionAssociation
-from passback.rules.catalogue import entry
 from passback.rules.edfi_rules import EdFiPreferences, association_for, periods_for, reportable
 from passback.rules.findings import Finding
-from passback.store.db import Store
-from passback.store.events import CHANGED, DELETED, MAPPING_CHANGED, POSTED, enqueue, mark_processed, pending
-from passback.store.history import ItemOutcome, empty_counts, finish_run, record_items, start_run
 from passback.statereport.csv_source import PostedExport
+from passback.statereport.sending import BATCH, GRADE, RESOURCE, GradePlan, GradeSender, Write
+from passback.store.db import Store
+from passback.store.events import (
+    CHANGED,
+    DELETED,
+    MAPPING_CHANGED,
+    POSTED,
+    enqueue,
+    mark_processed,
+    pending,
+)
+from passback.store.history import ItemOutcome, empty_counts, finish_run, start_run
 from passback.store.identity import (
     SYNCED,
     IdentityRow,
@@ -55,31 +60,8 @@ from passback.store.identity import (
     upsert_identities,
 )
 
-GRADE, POSTED_KIND, SSA, PREFS, EXPORT = "edfi-grade", "edfi-posted", "edfi-ssa", "edfi-prefs", "edfi-export"
-RESOURCE = "grades"
-BATCH = 2000
-
-
-@dataclass(frozen=True)
-class Write:
-    """One Ed-Fi write: a POST of ``record`` or a DELETE of ``old_id``, for one identity row."""
-
-    posted_id: str
-    identity_key: str
-    action: str  # "post", "delete", "replace" (delete old_id, then post)
-    record: dict[str, Any] | None = None
-    body: bytes | None = None
-    old_id: str | None = None
-    value_hash: str | None = None
-
-
-@dataclass
-class GradePlan:
-    writes: list[Write] = field(default_factory=list)
-    items: list[ItemOutcome] = field(default_factory=list)
-    done_posted: dict[str, str | None] = field(default_factory=dict)  # posted id -> new source hash (None: forget)
-    deferred_posted: set[str] = field(default_factory=set)
-    unchanged: int = 0
+POSTED_KIND, SSA, PREFS, EXPORT = "edfi-posted", "edfi-ssa", "edfi-prefs", "edfi-export"
+CHUNK = 16  # posted grades parsed and planned at a time, in the wait for earlier answers
 
 
 def preferences_from(settings: dict[str, Any]) -> EdFiPreferences:
@@ -290,9 +272,7 @@ class StateReporter:
         everything = resync or any(e.kind == MAPPING_CHANGED for e in queue)
         affected = sorted(set(hashes) | set(seen)) if everything else list(dict.fromkeys(
             e.posted_id for e in queue if e.kind != MAPPING_CHANGED))
-        clock = time.perf_counter()
-        by_id = export.grades(affected)
-        phases["parse"] = time.perf_counter() - clock
+        by_id = export.grades(affected) if resync else None  # otherwise parsed a chunk at a time
         counts = empty_counts()
         try:
             clock = time.perf_counter()
@@ -300,20 +280,34 @@ class StateReporter:
             phases["read_ods"] = time.perf_counter() - clock
             grade_rows = load_identities(self.store, self.pairing, (GRADE,))
             if resync:
+                assert by_id is not None
                 counts["deleted"] += await self._sweep(grade_rows, by_id, periods, associations)
                 grade_rows = load_identities(self.store, self.pairing, (GRADE,))
             held: dict[str, list[IdentityRow]] = {}
             for (_, key), row in grade_rows.items():
                 held.setdefault(key.split("|", 1)[0], []).append(row)
             clock = time.perf_counter()
-            plan = plan_grades(affected, by_id, hashes, self.prefs, periods, associations, held)
-            phases["plan"] = time.perf_counter() - clock
-            counts["unchanged"] += plan.unchanged
+            total = GradePlan()
+
+            def planned(posted_ids: list[str]) -> GradePlan:
+                grades = by_id if by_id is not None else export.grades(posted_ids)
+                plan = plan_grades(posted_ids, grades, hashes, self.prefs, periods, associations, held)
+                total.done_posted.update(plan.done_posted)
+                total.deferred_posted |= plan.deferred_posted
+                counts["unchanged"] += plan.unchanged
+                return plan
+
+            # Grades with records in the ODS may delete: planned now, so their deletes go first.
+            # The others can only POST, and are planned a few at a time while the send goes on.
+            known = [p for p in affected if p in held]
+            fresh = [p for p in affected if p not in held]
+            sender = GradeSender(self.store, self.pairing, self.client, run_id, counts, self.concurrency)
+            failed = await sender.send(planned(known), (planned(fresh[i : i + CHUNK])
+                                                         for i in range(0, len(fresh), CHUNK)))
+            phases["record"] = sender.recording
+            phases["stream"] = time.perf_counter() - clock
             clock = time.perf_counter()
-            done = await self._execute(run_id, plan, counts)
-            phases["send"] = time.perf_counter() - clock
-            clock = time.perf_counter()
-            self._finish_events(queue, plan, done)
+            self._finish_events(queue, total, {p for p in total.done_posted if p not in failed})
             self._remember_prefs(prefs_digest)
             phases["finish"] = time.perf_counter() - clock
             failure = None
@@ -370,106 +364,6 @@ class StateReporter:
             return 0
         answers = await asyncio.gather(*(self.client.delete(RESOURCE, record_id) for record_id in orphans))
         return sum(1 for a in answers if a.status in (204, 404))
-
-    async def _execute(self, run_id: str, plan: GradePlan, counts: dict[str, int]) -> set[str]:
-        """Deletes first, then every POST through libcurl, then the careful path for what is left.
-
-        Returns the posted ids whose writes all succeeded.
-        """
-        failed: set[str] = set()
-        items: list[ItemOutcome] = list(plan.items)
-        rows: list[IdentityRow] = []
-        gone: list[tuple[str, str]] = []
-        for item in plan.items:
-            counts[item.outcome] += 1
-
-        def settle(write: Write, outcome: tuple[str, str | None] | ItemOutcome) -> None:
-            if isinstance(outcome, ItemOutcome):
-                failed.add(write.posted_id)
-                items.append(outcome)
-                counts["error"] += 1
-                return
-            verb, record_id = outcome
-            counts[verb] += 1
-            items.append(ItemOutcome(GRADE, write.identity_key, verb, dest_id=record_id))
-            if write.action == "delete":
-                gone.append((GRADE, write.identity_key))
-            else:
-                assert write.record is not None
-                rows.append(IdentityRow(GRADE, write.identity_key, record_id, write.value_hash, None, SYNCED,
-                                        natural_key=list(natural_key(write.record))))
-
-        async def careful(writes: list[Write]) -> None:
-            queue = list(reversed(writes))
-
-            async def worker() -> None:
-                while queue:
-                    write = queue.pop()
-                    settle(write, await self._one(write))
-
-            await asyncio.gather(*(worker() for _ in range(self.concurrency)))
-
-        removals = [w for w in plan.writes if w.action in ("delete", "replace") and w.old_id]
-        await careful([replace(w, action="delete") if w.action == "replace" else w for w in removals])
-        posts = [replace(w, action="post") if w.action == "replace" else w for w in plan.writes
-                 if w.action != "delete" and w.posted_id not in failed]
-        retry = await self._post_fast(posts, settle)
-        await careful(retry)
-        with self.store.write_lock, self.store.engine.begin() as db:
-            delete_identities(db, self.pairing, gone)
-            for first in range(0, max(len(rows), len(items)), BATCH):
-                upsert_identities(db, self.store, self.pairing, rows[first : first + BATCH])
-                record_items(db, run_id, items[first : first + BATCH])
-        return {p for p in plan.done_posted if p not in failed}
-
-    async def _post_fast(self, posts: list[Write], settle: Any) -> list[Write]:
-        """POST through libcurl; returns the writes the careful path must try again."""
-        if not posts:
-            return []
-        url = await self.client.post_url(RESOURCE)
-        token = self.client.token or await self.client.authenticate()
-        sender = CurlSender(self.concurrency, self.client.timeout_seconds)
-        by_tag = dict(enumerate(posts))
-        answers = await asyncio.to_thread(sender.post_all, url, [f"Authorization: Bearer {token}"],
-                                          ((tag, write.body) for tag, write in by_tag.items()))
-        self.client.count_many(answers)
-        retry = []
-        for answer in answers:
-            write = by_tag[answer.tag]
-            if answer.status in (200, 201):
-                location = answer.location or ""
-                settle(write, ("created" if answer.status == 201 else "updated", location[location.rfind("/") + 1:] or None))
-            elif answer.status in (400, 404, 409, 412):
-                detail = EdFiAnswer(answer.status, None, _json(answer.body)).detail
-                code = "edfi-unresolved-reference" if answer.status == 409 else "destination-rejected"
-                settle(write, self._refused(write, detail, code))
-            else:  # no answer, throttled, a passing server error, or an expired token
-                retry.append(write)
-        if any(by_tag[a.tag] in retry for a in answers if a.status == 401):
-            await self.client.authenticate(stale=token)
-        return retry
-
-    async def _one(self, write: Write) -> tuple[str, str | None] | ItemOutcome:
-        try:
-            if write.action in ("delete", "replace") and write.old_id:
-                gone = await self.client.delete(RESOURCE, write.old_id)
-                if gone.status not in (204, 404):
-                    return self._refused(write, gone.detail)
-                if write.action == "delete":
-                    return "deleted", write.old_id
-            assert write.body is not None
-            answer = await self.client.upsert(RESOURCE, write.body)
-        except Exception as exc:  # noqa: BLE001 - unreachable or refused: the item says which
-            return self._refused(write, str(exc), "destination-unreachable")
-        if not answer.ok:
-            code = "edfi-unresolved-reference" if answer.status == 409 else "destination-rejected"
-            return self._refused(write, answer.detail, code)
-        return ("created" if answer.status == 201 else "updated"), answer.record_id
-
-    @staticmethod
-    def _refused(write: Write, detail: str, code: str = "destination-rejected") -> ItemOutcome:
-        return ItemOutcome(GRADE, write.identity_key, "error", code=code,
-                           message=entry(code).render(detail=detail), context={"posted_id": write.posted_id})
 
     def _finish_events(self, queue: list[Any], plan: GradePlan, done: set[str]) -> None:
         finished = [e.id for e in queue if e.kind == MAPPING_CHANGED or

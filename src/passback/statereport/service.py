@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +13,9 @@ from passback.connectors.edfi.client import EdFiClient
 from passback.settings import Settings
 from passback.statereport.csv_source import PostedExport, export_digest, read_export
 from passback.statereport.engine import StateReporter, StateRun, preferences_from
-from passback.store.history import empty_counts
 from passback.store.connections import Connection, get_connection, update_settings
 from passback.store.db import Store
+from passback.store.history import empty_counts
 from passback.store.identity import Pairing
 from passback.vault import load_key
 
@@ -47,8 +50,31 @@ async def read_posted(source: Connection, settings: Settings) -> PostedExport:
         await client.aclose()
 
 
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """No cyclic garbage collection during a run.
+
+    A run holds a few hundred thousand long-lived objects (the export's rows, the
+    associations, the plan) and makes no reference cycles worth collecting, yet the
+    collector's full passes over them cost a fifth of a 20,000-grade send.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 async def report(store: Store, settings: Settings, source: str, destination: str, *, resync: bool = False,
                  dry_run: bool = False) -> StateRun:
+    with collection_paused():
+        return await _report(store, settings, source, destination, resync=resync, dry_run=dry_run)
+
+
+async def _report(store: Store, settings: Settings, source: str, destination: str, *, resync: bool,
+                  dry_run: bool) -> StateRun:
     started = time.perf_counter()
     source_conn, dest_conn = _connections(store, settings, source, destination)
     client = EdFiClient(dest_conn.base_url, dest_conn.credentials["client_id"], dest_conn.credentials["client_secret"],

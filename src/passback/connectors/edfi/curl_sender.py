@@ -1,19 +1,26 @@
 """Many POSTs over a few keep-alive connections, with libcurl's multi interface.
 
 The state-reporting send is tens of thousands of small POSTs, and per request aiohttp
-spent 170-220 µs of our CPU where libcurl spends 92 µs (5,000 grades, same emulator,
-same machine). libcurl does the HTTP in C, in a worker thread that runs without the
-GIL while it waits; the caller gets every answer back at the end, keyed by its tag.
-Retries and refusals stay with the caller, which has the careful (aiohttp) path.
+spent 170-220 µs of our CPU where libcurl spends about 30 µs (20,000 grades, same
+emulator, same machine). libcurl does the HTTP in C; this loop runs in one worker
+thread and, while the requests are on the wire, pulls the next bodies from a lazy
+source, so the caller's planning of later records happens in the wait for earlier
+answers rather than after the send. Nothing else in the process competes for the
+GIL meanwhile: a second busy Python thread would starve this loop (measured: 96
+answers in 0.5 s instead of about 10,000). Retries and refusals stay with the caller,
+which has the careful (aiohttp) path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pycurl
+
+LOOKAHEAD = 64  # bodies prepared ahead of free connections while waiting for answers
 
 
 @dataclass(frozen=True)
@@ -32,38 +39,60 @@ class CurlSender:
         self.requests = 0
 
     def post_all(self, url: str, headers: list[str], bodies: Iterable[tuple[Any, bytes]]) -> list[Posted]:
-        """POST every (tag, body) to ``url``; blocking, so call it in a thread."""
+        """POST every (tag, body) to ``url`` and return the answers; blocking."""
+        answers: list[Posted] = []
+        self.stream(url, headers, iter(bodies), answers.append)
+        return answers
+
+    def stream(self, url: str, headers: list[str], source: Iterator[tuple[Any, bytes]],
+               on_answer: Callable[[Posted], None]) -> None:
+        """POST each (tag, body) the source yields, handing every answer to ``on_answer``.
+
+        Blocking: run it in a worker thread. The source is advanced only here, a few
+        items at a time, whenever every connection is busy.
+        """
         multi = pycurl.CurlMulti()
         multi.setopt(pycurl.M_MAX_HOST_CONNECTIONS, self.connections)
-        free = [self._handle(url, headers) for _ in range(self.connections)]
-        pending: Iterator[tuple[Any, bytes]] = iter(bodies)
-        results: list[Posted] = []
+        handles = [self._handle(url, headers) for _ in range(self.connections)]
+        free = list(handles)
+        ready: deque[tuple[Any, bytes]] = deque()
         active = 0
+        exhausted = False
+
+        def pull(count: int) -> None:
+            nonlocal exhausted
+            for _ in range(count):
+                item = next(source, None)
+                if item is None:
+                    exhausted = True
+                    return
+                ready.append(item)
 
         def feed() -> int:
             nonlocal active
             added = 0
             while free:
-                item = next(pending, None)
-                if item is None:
-                    return added
+                if not ready and not exhausted:
+                    pull(1)
+                if not ready:
+                    break
                 handle = free.pop()
-                handle.tag, body = item
+                handle.tag, body = ready.popleft()
                 handle.location = None
                 handle.chunks = []
                 handle.setopt(pycurl.POSTFIELDS, body)
                 multi.add_handle(handle)
                 active += 1
                 added += 1
-                self.requests += 1
+            self.requests += added
             return added
 
         def finished(handle: Any, status: int, error: str | None) -> None:
             nonlocal active
             multi.remove_handle(handle)
-            results.append(Posted(handle.tag, status, handle.location, b"".join(handle.chunks), error))
             free.append(handle)
             active -= 1
+            on_answer(Posted(handle.tag, status, handle.location, b"".join(handle.chunks), error))
 
         try:
             feed()
@@ -80,13 +109,16 @@ class CurlSender:
                         break
                 if feed():
                     continue  # start the new requests now, not at the next wake-up
+                # Every connection waits on the server: plan ahead until a socket is ready (an
+                # idle perform costs a system call per connection, a select one in all).
+                while not exhausted and len(ready) < LOOKAHEAD and multi.select(0) == 0:
+                    pull(4)
                 if active:
                     multi.select(0.05)
         finally:
-            for handle in free:
+            for handle in handles:
                 handle.close()
             multi.close()
-        return results
 
     def _handle(self, url: str, headers: list[str]) -> Any:
         handle = pycurl.Curl()

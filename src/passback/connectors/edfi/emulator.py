@@ -33,13 +33,12 @@ import itertools
 import secrets
 import time
 import uuid
-
-import orjson
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route

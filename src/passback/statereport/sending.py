@@ -1,0 +1,205 @@
+"""Sending planned Ed-Fi writes: deletes first, POSTs streamed through libcurl, answers recorded as they come.
+
+A run hands its plan over chunk by chunk, so the first records are on the wire while
+the later ones are still being parsed and planned. Each chunk's deletes (and the delete
+half of a natural-key change) go first on the careful path and are awaited, so a POST
+never overtakes the DELETE it follows. Answers are settled and written to the store in
+batches while the send goes on: identity rows, run items and removed rows together, so
+a write the ODS acknowledged is recorded even if the run stops later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from passback.connectors.edfi.client import EdFiAnswer, EdFiClient, _json
+from passback.connectors.edfi.curl_sender import CurlSender, Posted
+from passback.convert.edfi import natural_key
+from passback.rules.catalogue import entry
+from passback.store.db import Store
+from passback.store.history import ItemOutcome, record_items
+from passback.store.identity import (
+    SYNCED,
+    IdentityRow,
+    Pairing,
+    delete_identities,
+    upsert_identities,
+)
+
+GRADE = "edfi-grade"
+RESOURCE = "grades"
+BATCH = 2000
+REFUSALS = (400, 404, 409, 412)
+
+
+@dataclass(frozen=True)
+class Write:
+    """One Ed-Fi write: a POST of ``record`` or a DELETE of ``old_id``, for one identity row."""
+
+    posted_id: str
+    identity_key: str
+    action: str  # "post", "delete", "replace" (delete old_id, then post)
+    record: dict[str, Any] | None = None
+    body: bytes | None = None
+    old_id: str | None = None
+    value_hash: str | None = None
+
+
+@dataclass
+class GradePlan:
+    writes: list[Write] = field(default_factory=list)
+    items: list[ItemOutcome] = field(default_factory=list)
+    done_posted: dict[str, str | None] = field(default_factory=dict)  # posted id -> new source hash (None: forget)
+    deferred_posted: set[str] = field(default_factory=set)
+    unchanged: int = 0
+
+
+class GradeSender:
+    """Carries out a run's plan and records every answer; one per run."""
+
+    def __init__(self, store: Store, pairing: Pairing, client: EdFiClient, run_id: str, counts: dict[str, int],
+                 concurrency: int) -> None:
+        self.store, self.pairing, self.client, self.run_id = store, pairing, client, run_id
+        self.counts = counts
+        self.concurrency = concurrency
+        self.failed: set[str] = set()
+        self.items: list[ItemOutcome] = []
+        self.rows: list[IdentityRow] = []
+        self.gone: list[tuple[str, str]] = []
+        self.retry: list[Write] = []
+        self.in_flight: dict[int, Write] = {}
+        self.tags = itertools.count()
+        self.token_refused = False
+        self.recording = 0.0  # seconds spent writing to the store
+
+    async def send(self, first: GradePlan, later: Iterator[GradePlan]) -> set[str]:
+        """Send ``first`` (deletes, then POSTs) and then every plan of ``later``; the posted ids that failed.
+
+        ``later`` is advanced lazily, inside the send: its plans may hold only POSTs (they
+        are for posted grades with nothing in the ODS yet), so no DELETE can be overtaken.
+        """
+        self._take(first)
+        removals = [w for w in first.writes if w.action in ("delete", "replace") and w.old_id]
+        if removals:
+            await self._careful([replace(w, action="delete") if w.action == "replace" else w for w in removals])
+        bodies = self._bodies(itertools.chain([first], later), skip_plan=first)
+        try:
+            head = next(bodies, None)
+            if head is not None:
+                url = await self.client.post_url(RESOURCE)
+                token = self.client.token or await self.client.authenticate()
+                sender = CurlSender(self.concurrency, self.client.timeout_seconds)
+                try:
+                    await asyncio.to_thread(sender.stream, url, [f"Authorization: Bearer {token}"],
+                                            itertools.chain([head], bodies), self._answer)
+                finally:
+                    self.client.count_many(sender.requests)
+                if self.token_refused:
+                    await self.client.authenticate(stale=token)
+            retry, self.retry = self.retry, []
+            await self._careful(retry)
+        finally:
+            self._record()  # every acknowledged write is kept, even when the run stops here
+        return self.failed
+
+    def _take(self, plan: GradePlan) -> None:
+        for item in plan.items:
+            self.counts[item.outcome] += 1
+        self.items.extend(plan.items)
+
+    def _bodies(self, plans: Iterator[GradePlan], skip_plan: GradePlan) -> Iterator[tuple[int, bytes]]:
+        for plan in plans:
+            if plan is not skip_plan:
+                self._take(plan)
+                if any(w.action != "post" for w in plan.writes):
+                    raise ValueError("a lazily planned chunk may only POST")
+            for write in plan.writes:
+                if write.action == "delete" or write.posted_id in self.failed:
+                    continue
+                if write.action == "replace":
+                    write = replace(write, action="post")
+                tag = next(self.tags)
+                self.in_flight[tag] = write
+                yield tag, write.body  # type: ignore[misc]
+
+    def _answer(self, answer: Posted) -> None:
+        """One answer of the stream (called on the sender's thread, which alone touches this state then)."""
+        write = self.in_flight.pop(answer.tag)
+        if answer.status in (200, 201):
+            location = answer.location or ""
+            self._settle(write, ("created" if answer.status == 201 else "updated",
+                                 location[location.rfind("/") + 1:] or None))
+        elif answer.status in REFUSALS:
+            detail = EdFiAnswer(answer.status, None, _json(answer.body)).detail
+            code = "edfi-unresolved-reference" if answer.status == 409 else "destination-rejected"
+            self._settle(write, refused(write, detail, code))
+        else:  # no answer, throttled, a passing server error, or an expired token
+            self.token_refused |= answer.status == 401
+            self.retry.append(write)
+        if len(self.items) >= BATCH:
+            self._record()
+
+    def _settle(self, write: Write, outcome: tuple[str, str | None] | ItemOutcome) -> None:
+        if isinstance(outcome, ItemOutcome):
+            self.failed.add(write.posted_id)
+            self.items.append(outcome)
+            self.counts["error"] += 1
+            return
+        verb, record_id = outcome
+        self.counts[verb] += 1
+        self.items.append(ItemOutcome(GRADE, write.identity_key, verb, dest_id=record_id))
+        if write.action == "delete":
+            self.gone.append((GRADE, write.identity_key))
+        else:
+            assert write.record is not None
+            self.rows.append(IdentityRow(GRADE, write.identity_key, record_id, write.value_hash, None, SYNCED,
+                                         natural_key=list(natural_key(write.record))))
+
+    def _record(self) -> None:
+        rows, items, gone = self.rows, self.items, self.gone
+        self.rows, self.items, self.gone = [], [], []
+        if rows or items or gone:
+            started = time.perf_counter()
+            with self.store.write_lock, self.store.engine.begin() as db:
+                delete_identities(db, self.pairing, gone)
+                upsert_identities(db, self.store, self.pairing, rows)
+                record_items(db, self.run_id, items)
+            self.recording += time.perf_counter() - started
+
+    async def _careful(self, writes: list[Write]) -> None:
+        """One write at a time per connection, each with the client's retries: deletes and leftovers."""
+        waiting = list(reversed(writes))
+
+        async def worker() -> None:
+            while waiting:
+                write = waiting.pop()
+                self._settle(write, await self._one(write))
+
+        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(writes)))))
+
+    async def _one(self, write: Write) -> tuple[str, str | None] | ItemOutcome:
+        try:
+            if write.action in ("delete", "replace") and write.old_id:
+                gone = await self.client.delete(RESOURCE, write.old_id)
+                if gone.status not in (204, 404):
+                    return refused(write, gone.detail)
+                if write.action == "delete":
+                    return "deleted", write.old_id
+            assert write.body is not None
+            answer = await self.client.upsert(RESOURCE, write.body)
+        except Exception as exc:  # noqa: BLE001 - unreachable or refused: the item says which
+            return refused(write, str(exc), "destination-unreachable")
+        if not answer.ok:
+            code = "edfi-unresolved-reference" if answer.status == 409 else "destination-rejected"
+            return refused(write, answer.detail, code)
+        return ("created" if answer.status == 201 else "updated"), answer.record_id
+
+
+def refused(write: Write, detail: str, code: str = "destination-rejected") -> ItemOutcome:
+    return ItemOutcome(GRADE, write.identity_key, "error", code=code,
+                       message=entry(code).render(detail=detail), context={"posted_id": write.posted_id})

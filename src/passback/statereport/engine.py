@@ -50,7 +50,6 @@ from passback.store.events import (
 )
 from passback.store.history import ItemOutcome, empty_counts, finish_run, start_run
 from passback.store.identity import (
-    SYNCED,
     IdentityRow,
     Pairing,
     delete_identities,
@@ -60,7 +59,8 @@ from passback.store.identity import (
     upsert_identities,
 )
 
-POSTED_KIND, SSA, PREFS, EXPORT = "edfi-posted", "edfi-ssa", "edfi-prefs", "edfi-export"
+POSTED_KIND, SSA, PREFS, EXPORT = "edfi-posted", "edfi-ssa-set", "edfi-prefs", "edfi-export"
+SSA_SET = "studentSectionAssociations"
 CHUNK = 16  # posted grades parsed and planned at a time, in the wait for earlier answers
 
 
@@ -200,30 +200,24 @@ class StateReporter:
                 for r in rows]
 
     async def associations(self, refresh: bool) -> dict[tuple[str, str], SectionAssociation]:
-        """The student section associations, kept in the identity map and read anew on a resync.
+        """The student section associations, kept in the store and read anew on a resync.
 
-        Each is kept as one compact row (its natural key as a JSON list); 20,000 of them are
-        a few megabytes read back through the driver in one query.
+        They are kept as one compact value, every natural key a JSON list: 20,000 of them
+        are one row written and read back, not 20,000.
         """
-        cached = {} if refresh else load_values(self.store, self.pairing, SSA)
-        if not cached:
-            rows = await self.client.get_all("studentSectionAssociations")
-            cached, identity_rows = {}, []
-            for r in rows:
-                section = r["sectionReference"]
-                key = [r["studentReference"]["studentUniqueId"], section["sectionIdentifier"],
+        cached = None if refresh else load_values(self.store, self.pairing, SSA).get(SSA_SET)
+        if cached is None:
+            cached = [[r["studentReference"]["studentUniqueId"], section["sectionIdentifier"],
                        section["localCourseCode"], str(section["schoolId"]), int(section["schoolYear"]),
                        section["sessionName"], r["beginDate"]]
-                source_id = f"{key[0]}|{key[1]}"
-                cached[source_id] = key
-                identity_rows.append(IdentityRow(SSA, source_id, r.get("id"), None, key, SYNCED))
+                      for r in await self.client.get_all("studentSectionAssociations")
+                      for section in (r["sectionReference"],)]
             with self.store.write_lock, self.store.engine.begin() as db:
-                if refresh:
-                    stale = load_values(self.store, self.pairing, SSA)
-                    delete_identities(db, self.pairing, [(SSA, k) for k in stale if k not in cached])
-                upsert_identities(db, self.store, self.pairing, identity_rows)
-        return {(v[0], v[1]): SectionAssociation(v[0], v[1], v[2], v[3], v[4], v[5], date.fromisoformat(v[6]))
-                for v in cached.values()}
+                upsert_identities(db, self.store, self.pairing, [IdentityRow(SSA, SSA_SET, None, None, cached)])
+        dates: dict[str, date] = {}
+        return {(v[0], v[1]): SectionAssociation(v[0], v[1], v[2], v[3], v[4], v[5],
+                                                 dates.get(v[6]) or dates.setdefault(v[6], date.fromisoformat(v[6])))
+                for v in cached}
 
     # --- a run ---------------------------------------------------------------------------
     def unchanged_since_last_run(self, digest: str | None) -> bool:

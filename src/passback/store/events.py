@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
 from passback.store import bulk
 from passback.store.db import Store
-from passback.store.tables import edfi_events
 
 POSTED, CHANGED, DELETED, MAPPING_CHANGED = "posted", "changed", "deleted", "mapping-changed"
 
@@ -41,15 +39,15 @@ def enqueue(store: Store, destination_connection_id: int, events: Iterable[tuple
 
 def pending(store: Store, destination_connection_id: int) -> list[Event]:
     with store.engine.connect() as db:
-        rows = db.execute(sa.select(edfi_events.c.id, edfi_events.c.posted_id, edfi_events.c.kind).where(
-            (edfi_events.c.destination_connection_id == destination_connection_id)
-            & edfi_events.c.processed_at.is_(None)).order_by(edfi_events.c.id)).all()
-    return [Event(row.id, row.posted_id, row.kind) for row in rows]
+        mark = "?" if db.dialect.paramstyle == "qmark" else "%s"
+        rows = db.exec_driver_sql(
+            "SELECT id, posted_id, kind FROM edfi_events WHERE destination_connection_id = "
+            f"{mark} AND processed_at IS NULL ORDER BY id", (destination_connection_id,)).all()
+    return [Event(*row) for row in rows]
 
 
 def mark_processed(db: sa.Connection, event_ids: list[int], outcome: str) -> None:
-    if event_ids:
-        now = datetime.now(UTC)
-        for start in range(0, len(event_ids), 900):
-            chunk = event_ids[start : start + 900]
-            db.execute(edfi_events.update().where(edfi_events.c.id.in_(chunk)).values(processed_at=now, outcome=outcome))
+    now = bulk.now_value(db)
+    mark = "?" if db.dialect.paramstyle == "qmark" else "%s"
+    bulk.executemany(db, f"UPDATE edfi_events SET processed_at = {mark}, outcome = {mark} WHERE id = {mark}",
+                     [(now, outcome, event_id) for event_id in event_ids])

@@ -13,6 +13,7 @@ which has the careful (aiohttp) path.
 
 from __future__ import annotations
 
+import io
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -78,8 +79,10 @@ class CurlSender:
                     break
                 handle = free.pop()
                 handle.tag, body = ready.popleft()
-                handle.location = None
-                handle.chunks = []
+                handle.head.seek(0)
+                handle.head.truncate()
+                handle.text.seek(0)
+                handle.text.truncate()
                 handle.setopt(pycurl.POSTFIELDS, body)
                 multi.add_handle(handle)
                 active += 1
@@ -92,7 +95,7 @@ class CurlSender:
             multi.remove_handle(handle)
             free.append(handle)
             active -= 1
-            on_answer(Posted(handle.tag, status, handle.location, b"".join(handle.chunks), error))
+            on_answer(Posted(handle.tag, status, _location(handle.head.getvalue()), handle.text.getvalue(), error))
 
         try:
             feed()
@@ -128,11 +131,18 @@ class CurlSender:
         handle.setopt(pycurl.TCP_NODELAY, 1)
         handle.setopt(pycurl.TIMEOUT_MS, int(self.timeout * 1000))
         handle.setopt(pycurl.NOSIGNAL, 1)
-        handle.setopt(pycurl.WRITEFUNCTION, lambda data, h=handle: h.chunks.append(data))
-        handle.setopt(pycurl.HEADERFUNCTION, lambda line, h=handle: _location(h, line))
+        # The answer's headers and body are written straight into buffers (no Python frame per
+        # header line); the Location header is read from them once the answer is complete.
+        handle.head, handle.text = io.BytesIO(), io.BytesIO()
+        handle.setopt(pycurl.HEADERFUNCTION, handle.head.write)
+        handle.setopt(pycurl.WRITEFUNCTION, handle.text.write)
         return handle
 
 
-def _location(handle: Any, line: bytes) -> None:
-    if line[:9].lower() == b"location:":
-        handle.location = line[9:].strip().decode()
+def _location(head: bytes) -> str | None:
+    """The Location header of the last answer in ``head`` (after any interim 1xx answer)."""
+    at = head.lower().rfind(b"\r\nlocation:")
+    if at < 0:
+        return None
+    end = head.find(b"\r\n", at + 2)
+    return head[at + 12 : end].strip().decode()

@@ -214,10 +214,8 @@ class StateReporter:
                       for section in (r["sectionReference"],)]
             with self.store.write_lock, self.store.engine.begin() as db:
                 upsert_identities(db, self.store, self.pairing, [IdentityRow(SSA, SSA_SET, None, None, cached)])
-        dates: dict[str, date] = {}
-        return {(v[0], v[1]): SectionAssociation(v[0], v[1], v[2], v[3], v[4], v[5],
-                                                 dates.get(v[6]) or dates.setdefault(v[6], date.fromisoformat(v[6])))
-                for v in cached}
+        dates = {text: date.fromisoformat(text) for text in {v[6] for v in cached}}
+        return {(v[0], v[1]): SectionAssociation(v[0], v[1], v[2], v[3], v[4], v[5], dates[v[6]]) for v in cached}
 
     # --- a run ---------------------------------------------------------------------------
     def unchanged_since_last_run(self, digest: str | None) -> bool:

@@ -1,9 +1,10 @@
 """Sending planned Ed-Fi writes: deletes first, POSTs streamed through libcurl, answers recorded as they come.
 
-A run hands its plan over chunk by chunk, so the first records are on the wire while
-the later ones are still being parsed and planned. Each chunk's deletes (and the delete
-half of a natural-key change) go first on the careful path and are awaited, so a POST
-never overtakes the DELETE it follows. Answers are settled and written to the store in
+A run hands over a first plan, for the posted grades that have records in the ODS, and
+then the rest chunk by chunk, so the first records are on the wire while the later ones
+are still being parsed and planned. The first plan's deletes (and the delete half of a
+natural-key change) go first on the careful path and are awaited; the later chunks only
+POST, so no POST overtakes a DELETE. Answers are settled and written to the store in
 batches while the send goes on: identity rows, run items and removed rows together, so
 a write the ODS acknowledged is recorded even if the run stops later.
 """
@@ -87,7 +88,7 @@ class GradeSender:
         removals = [w for w in first.writes if w.action in ("delete", "replace") and w.old_id]
         if removals:
             await self._careful([replace(w, action="delete") if w.action == "replace" else w for w in removals])
-        bodies = self._bodies(itertools.chain([first], later), skip_plan=first)
+        bodies = itertools.chain(self._posts(first), (body for plan in later for body in self._later(plan)))
         try:
             head = next(bodies, None)
             if head is not None:
@@ -112,20 +113,22 @@ class GradeSender:
             self.counts[item.outcome] += 1
         self.items.extend(plan.items)
 
-    def _bodies(self, plans: Iterator[GradePlan], skip_plan: GradePlan) -> Iterator[tuple[int, bytes]]:
-        for plan in plans:
-            if plan is not skip_plan:
-                self._take(plan)
-                if any(w.action != "post" for w in plan.writes):
-                    raise ValueError("a lazily planned chunk may only POST")
-            for write in plan.writes:
-                if write.action == "delete" or write.posted_id in self.failed:
-                    continue
-                if write.action == "replace":
-                    write = replace(write, action="post")
-                tag = next(self.tags)
-                self.in_flight[tag] = write
-                yield tag, write.body  # type: ignore[misc]
+    def _later(self, plan: GradePlan) -> Iterator[tuple[int, bytes]]:
+        self._take(plan)
+        if any(w.action != "post" for w in plan.writes):
+            raise ValueError("a lazily planned chunk may only POST")
+        return self._posts(plan)
+
+    def _posts(self, plan: GradePlan) -> Iterator[tuple[int, bytes]]:
+        """The plan's POSTs (a natural-key change's second half too), tagged, once their posted grade has not failed."""
+        for write in plan.writes:
+            if write.action == "delete" or write.posted_id in self.failed:
+                continue
+            if write.action == "replace":
+                write = replace(write, action="post")
+            tag = next(self.tags)
+            self.in_flight[tag] = write
+            yield tag, write.body  # type: ignore[misc]
 
     def _answer(self, answer: Posted) -> None:
         """One answer of the stream (called on the sender's thread, which alone touches this state then)."""
@@ -135,9 +138,7 @@ class GradeSender:
             self._settle(write, ("created" if answer.status == 201 else "updated",
                                  location[location.rfind("/") + 1:] or None))
         elif answer.status in REFUSALS:
-            detail = EdFiAnswer(answer.status, None, _json(answer.body)).detail
-            code = "edfi-unresolved-reference" if answer.status == 409 else "destination-rejected"
-            self._settle(write, refused(write, detail, code))
+            self._settle(write, refused_post(write, EdFiAnswer(answer.status, None, _json(answer.body))))
         else:  # no answer, throttled, a passing server error, or an expired token
             self.token_refused |= answer.status == 401
             self.retry.append(write)
@@ -195,9 +196,14 @@ class GradeSender:
         except Exception as exc:  # noqa: BLE001 - unreachable or refused: the item says which
             return refused(write, str(exc), "destination-unreachable")
         if not answer.ok:
-            code = "edfi-unresolved-reference" if answer.status == 409 else "destination-rejected"
-            return refused(write, answer.detail, code)
+            return refused_post(write, answer)
         return ("created" if answer.status == 201 else "updated"), answer.record_id
+
+
+def refused_post(write: Write, answer: EdFiAnswer) -> ItemOutcome:
+    """A POST the ODS refused: a 409 is a reference it does not hold, anything else a rejection."""
+    code = "edfi-unresolved-reference" if answer.status == 409 else "destination-rejected"
+    return refused(write, answer.detail, code)
 
 
 def refused(write: Write, detail: str, code: str = "destination-rejected") -> ItemOutcome:

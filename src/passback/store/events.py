@@ -39,7 +39,7 @@ def enqueue(store: Store, destination_connection_id: int, events: Iterable[tuple
 
 def pending(store: Store, destination_connection_id: int) -> list[Event]:
     with store.engine.connect() as db:
-        mark = "?" if db.dialect.paramstyle == "qmark" else "%s"
+        mark = bulk.marks(db, 1)
         rows = db.exec_driver_sql(
             "SELECT id, posted_id, kind FROM edfi_events WHERE destination_connection_id = "
             f"{mark} AND processed_at IS NULL ORDER BY id", (destination_connection_id,)).all()
@@ -48,6 +48,6 @@ def pending(store: Store, destination_connection_id: int) -> list[Event]:
 
 def mark_processed(db: sa.Connection, event_ids: list[int], outcome: str) -> None:
     now = bulk.now_value(db)
-    mark = "?" if db.dialect.paramstyle == "qmark" else "%s"
+    mark = bulk.marks(db, 1)
     bulk.executemany(db, f"UPDATE edfi_events SET processed_at = {mark}, outcome = {mark} WHERE id = {mark}",
                      [(now, outcome, event_id) for event_id in event_ids])

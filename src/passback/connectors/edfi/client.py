@@ -13,7 +13,6 @@ import asyncio
 import base64
 import json
 import random
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +60,6 @@ class EdFiClient:
         self._session: aiohttp.ClientSession | None = None
         self._token_lock = asyncio.Lock()
         self.requests = 0
-        self.by_status: Counter[int] = Counter()
         self._posts: dict[str, str] = {}
 
     async def _open(self) -> aiohttp.ClientSession:
@@ -73,7 +71,6 @@ class EdFiClient:
 
     def _count(self, status: int) -> None:
         self.requests += 1
-        self.by_status[status] += 1
         meter = request_meter.get()
         if meter is not None:
             meter["edfi"] += 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,12 +38,6 @@ class CurlSender:
         self.connections = connections
         self.timeout = timeout
         self.requests = 0
-
-    def post_all(self, url: str, headers: list[str], bodies: Iterable[tuple[Any, bytes]]) -> list[Posted]:
-        """POST every (tag, body) to ``url`` and return the answers; blocking."""
-        answers: list[Posted] = []
-        self.stream(url, headers, iter(bodies), answers.append)
-        return answers
 
     def stream(self, url: str, headers: list[str], source: Iterator[tuple[Any, bytes]],
                on_answer: Callable[[Posted], None]) -> None:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from passback.logs import configure_logging
-from passback.runner.inprocess import Route, sync_courses
+from passback.services.runs import Route, sync_courses
 from passback.sandbox.control import Sandbox
 from passback.sandbox.district import DistrictShape
 from passback.settings import Settings

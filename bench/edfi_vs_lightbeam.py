@@ -35,7 +35,7 @@ import httpx
 from passback.convert.edfi import grade_records
 from passback.model import GradingPeriod, SectionAssociation
 from passback.sandbox.edfi_district import PERIOD, SCHOOL_ID, SCHOOL_YEAR, SESSION, EdFiShape, default_preferences, generate
-from passback.statereport.csv_source import write_export
+from passback.connectors.csv_export.source import write_export
 
 LIGHTBEAM_DRIVER = textwrap.dedent("""
     import json, sys, time
@@ -50,7 +50,7 @@ LIGHTBEAM_DRIVER = textwrap.dedent("""
 PASSBACK_DRIVER = textwrap.dedent("""
     import asyncio, json, sys, time
     from passback.settings import Settings
-    from passback.statereport.service import report
+    from passback.services.statereport import report
     from passback.store import open_store
     settings = Settings(data_dir=sys.argv[1], concurrency=int(sys.argv[2]))
     store = open_store(settings)

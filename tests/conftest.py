@@ -18,10 +18,10 @@ import pytest
 import sqlalchemy as sa
 import uvicorn
 
-from passback.connectors.canvas import emulator as canvas_emulator
-from passback.connectors.powerschool import emulator as powerschool_emulator
-from passback.connectors.schoology import emulator as schoology_emulator
-from passback.emulation.faults import FaultConfig
+from passback.emulators import canvas as canvas_emulator
+from passback.emulators import powerschool as powerschool_emulator
+from passback.emulators import schoology as schoology_emulator
+from passback.emulators.faults import FaultConfig
 from passback.sandbox.district import Credentials, DistrictShape, generate, schoology_from_canvas
 from passback.store.db import Store, make_engine, migrate
 

@@ -19,19 +19,24 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from passback.errors import PassbackError
 from passback.logs import configure_logging
-from passback.plan import Plan, Scope
-from passback.rules.catalogue import CATALOGUE, entry
-from passback.runner.inprocess import Route, sync_courses
-from passback.sandbox.control import Sandbox, SandboxError
+from passback.pipeline.plan import Plan, Scope
+from passback.pipeline.run import RunResult
+from passback.sandbox.control import Sandbox
 from passback.sandbox.district import DistrictShape
+from passback.services import connections as connection_service
+from passback.services import statereport as state_service
+from passback.services.connections import Route
+from passback.services.history import catalogue, explain_run, recent_runs
+from passback.services.runs import sync_courses
+from passback.services.sandbox_state import SANDBOX_DESTINATION, SANDBOX_SOURCE, forget_sandbox_state
+from passback.services.views import demo_view, readiness_view, state_run_view, sync_view
 from passback.settings import Settings, get_settings
 from passback.store import open_store
-from passback.store.connections import UnknownConnection, list_connections, save_connection
-from passback.store.history import OUTCOMES, get_run, get_run_items, list_runs
-from passback.connectors.base import DestinationError, SourceError
-from passback.setup_actions import (
-    SetupError,
+from passback.store.connections import list_connections
+from passback.store.history import OUTCOMES
+from passback.services.setup import (
     apply_fixes,
     check_course,
     import_categories,
@@ -42,8 +47,6 @@ from passback.setup_actions import (
     unlink_assignment,
     unmap_category,
 )
-from passback.sync import RunResult
-from passback.vault import load_key
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Grade passback: from where teachers grade to the systems of record.")
@@ -55,8 +58,6 @@ app.add_typer(runs_app, name="runs")
 console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
-SANDBOX_SOURCE = "sandbox-canvas"
-SANDBOX_DESTINATION = "sandbox-powerteacher"
 
 
 def _emit_json(value: Any) -> None:
@@ -67,8 +68,8 @@ def _emit_json(value: Any) -> None:
 def _friendly_errors():  # type: ignore[no-untyped-def]
     try:
         yield
-    except (UnknownConnection, SandboxError, SetupError, SourceError, DestinationError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+    except PassbackError as exc:  # every error passback means to show: one line, exit 2
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 
@@ -130,33 +131,19 @@ def sandbox_reset(
     """Stop the emulators and generate the district afresh (what passback wrote is gone)."""
     settings = get_settings()
     Sandbox(settings.ensure_data_dir()).reset(_shape(courses, sections, students, assignments, seed))
-    store = open_store(settings)
-    _forget_sandbox_state(store)
+    forget_sandbox_state(open_store(settings))
     console.print("The sandbox district was generated afresh; run `passback demo` or `passback sandbox up`.")
-
-
-def _forget_sandbox_state(store) -> None:  # type: ignore[no-untyped-def]
-    """A fresh district means the identity map of the sandbox connections no longer holds."""
-    import sqlalchemy as sa
-
-    from passback.store.tables import connections, identity_map
-
-    with store.engine.begin() as db:
-        ids = db.execute(sa.select(connections.c.id).where(
-            connections.c.name.in_([SANDBOX_SOURCE, SANDBOX_DESTINATION]))).scalars().all()
-        if ids:
-            db.execute(identity_map.delete().where(identity_map.c.source_connection_id.in_(ids)))
 
 
 def _save_sandbox_connections(settings: Settings, info) -> None:  # type: ignore[no-untyped-def]
     store = open_store(settings)
-    key = load_key(settings)
     creds = info.creds
-    save_connection(store, key, name=SANDBOX_SOURCE, kind="canvas", base_url=info.url("canvas"),
-                    credentials={"token": creds.canvas_token})
-    save_connection(store, key, name=SANDBOX_DESTINATION, kind="powerschool", base_url=info.url("powerschool"),
-                    credentials={"client_id": creds.powerschool_client_id,
-                                 "client_secret": creds.powerschool_client_secret})
+    connection_service.save(store, settings, name=SANDBOX_SOURCE, kind="canvas", url=info.url("canvas"),
+                            credentials={"token": creds.canvas_token})
+    connection_service.save(store, settings, name=SANDBOX_DESTINATION, kind="powerschool",
+                            url=info.url("powerschool"),
+                            credentials={"client_id": creds.powerschool_client_id,
+                                         "client_secret": creds.powerschool_client_secret})
     store.dispose()
 
 
@@ -177,34 +164,11 @@ def connect(
                                         envvar="PASSBACK_CONNECT_CONSUMER_SECRET"),
 ) -> None:
     """Save a connection; its credentials are encrypted at rest."""
-    if kind == "canvas":
-        if not token:
-            err.print("error: a Canvas connection needs --token (or PASSBACK_CONNECT_TOKEN).")
-            raise typer.Exit(2)
-        credentials = {"token": token}
-    elif kind == "schoology":
-        if not (consumer_key and consumer_secret):
-            err.print("error: a Schoology connection needs --consumer-key and --consumer-secret.")
-            raise typer.Exit(2)
-        credentials = {"consumer_key": consumer_key, "consumer_secret": consumer_secret}
-    elif kind == "powerschool":
-        if not (client_id and client_secret):
-            err.print("error: a PowerSchool connection needs --client-id and --client-secret.")
-            raise typer.Exit(2)
-        credentials = {"client_id": client_id, "client_secret": client_secret}
-    elif kind == "edfi":
-        if not (client_id and client_secret):
-            err.print("error: an Ed-Fi connection needs --client-id and --client-secret (the API key and secret).")
-            raise typer.Exit(2)
-        credentials = {"client_id": client_id, "client_secret": client_secret}
-    elif kind == "csv":
-        credentials = {}
-    else:
-        err.print(f"error: unknown kind {kind!r}; choose canvas, schoology, powerschool, edfi or csv.")
-        raise typer.Exit(2)
     settings = get_settings()
-    save_connection(open_store(settings), load_key(settings), name=name, kind=kind, base_url=url,
-                    credentials=credentials)
+    given = {"token": token, "client_id": client_id, "client_secret": client_secret,
+             "consumer_key": consumer_key, "consumer_secret": consumer_secret}
+    with _friendly_errors():
+        connection_service.save(open_store(settings), settings, name=name, kind=kind, url=url, credentials=given)
     console.print(f"Saved connection {name!r} ({kind}, {url}).")
 
 
@@ -231,21 +195,6 @@ def _print_plan(plan: Plan) -> None:
         reason = step.findings[0].message if step.findings else ""
         table.add_row(f"{step.assignment_id} {step.name}", step.action, str(writes), reason)
     console.print(table)
-
-
-def _result_json(result: RunResult) -> dict[str, Any]:
-    body: dict[str, Any] = {"run_id": result.run_id, "status": result.status, "counts": result.counts,
-                            "stats": result.stats}
-    if result.failure:
-        body["failure"] = result.failure
-    if result.status == "dry_run" and result.plan is not None:
-        body["plan"] = [
-            {"assignment_id": s.assignment_id, "name": s.name, "action": s.action,
-             "scores": {a: sum(x.action == a for x in s.scores) for a in ("create", "update", "delete", "unchanged", "skip", "error")},
-             "findings": [{"code": f.code, "message": f.message} for f in s.findings]}
-            for s in result.plan.steps
-        ]
-    return body
 
 
 def _run_with_progress(coro_factory, quiet: bool):  # type: ignore[no-untyped-def]
@@ -292,7 +241,7 @@ def sync_cmd(
             quiet=json_out or dry_run,
         )
     if json_out:
-        _emit_json({"runs": [_result_json(r) for r in results], "counts": _total(results)})
+        _emit_json(sync_view(results).shown())
     else:
         for result in results:
             if result.status == "dry_run" and result.plan is not None:
@@ -300,10 +249,6 @@ def sync_cmd(
             _print_result(result)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
-
-
-def _total(results: list[RunResult]) -> dict[str, int]:
-    return {k: sum(r.counts.get(k, 0) for r in results) for k in OUTCOMES}
 
 
 def _print_result(result: RunResult) -> None:
@@ -343,16 +288,7 @@ def demo(
             if started:
                 sandbox.down()
     seconds = round(time.perf_counter() - started_at, 3)
-    summary = {
-        "counts": _total(results),
-        "runs": [{"run_id": r.run_id, "course_id": r.plan.course_id if r.plan else None, "status": r.status,
-                  "counts": r.counts} for r in results],
-        "requests": {
-            system: sum(r.stats.get("requests", {}).get(system, 0) for r in results)
-            for system in ("canvas", "powerschool")
-        },
-        "seconds": seconds,
-    }
+    summary = demo_view(results, seconds, ("canvas", "powerschool")).model_dump(mode="json")
     if json_out:
         _emit_json(summary)
         return
@@ -377,7 +313,7 @@ def runs_list(ctx: typer.Context, limit: int = typer.Option(20, help="How many r
     """Recent runs, newest first."""
     if ctx.invoked_subcommand is not None:
         return
-    rows = list_runs(open_store(get_settings()), limit)
+    rows = recent_runs(open_store(get_settings()), limit)
     if json_out:
         _emit_json(rows)
         return
@@ -397,16 +333,12 @@ def runs_show(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """One run: its counts and every error or skip with meaning and fix."""
-    store = open_store(get_settings())
-    found = get_run(store, run)
-    if found is None:
-        err.print(f"error: no run matches {run!r}; list them with `passback runs`.")
-        raise typer.Exit(2)
     wanted = tuple(outcome) if outcome else (None if all_items else ("error", "skipped"))
-    items = get_run_items(store, found["id"], wanted)
-    explained = sorted((_explain(item) for item in items), key=lambda i: (i["outcome"] != "error", i["id"]))
+    with _friendly_errors():
+        shown = explain_run(open_store(get_settings()), run, wanted)
+    found, explained = shown["run"], shown["items"]
     if json_out:
-        _emit_json({"run": found, "items": explained})
+        _emit_json(shown)
         return
     grouped: dict[str, list[dict[str, Any]]] = {}
     if not (outcome or all_items):
@@ -442,33 +374,13 @@ def runs_show(
         console.print(f"Every skipped item: passback runs show {found['id'][:8]} --outcome skipped")
 
 
-def _explain(item: dict[str, Any]) -> dict[str, Any]:
-    out = dict(item)
-    code = item.get("code")
-    if code and code in CATALOGUE:
-        known = entry(code)
-        out.update(meaning=known.meaning, fix=known.render_fix(**item["context"]), seed_error=known.seed_error)
-    ctx = item.get("context") or {}
-    course_url = ctx.get("course_url")
-    if course_url:
-        if ctx.get("student_id") and ctx.get("assignment_id"):
-            out["link"] = f"{course_url}/gradebook/speed_grader?assignment_id={ctx['assignment_id']}&student_id={ctx['student_id']}"
-        elif ctx.get("assignment_id"):
-            out["link"] = f"{course_url}/assignments/{ctx['assignment_id']}"
-    return out
-
-
 # --- catalogue ---------------------------------------------------------------------------------
 
 
 @app.command("errors")
 def errors_cmd(json_out: bool = typer.Option(False, "--json")) -> None:
     """The error catalogue: every reason an item does not sync, with meaning and fix."""
-    rows = [
-        {"code": e.code, "seed_error": e.seed_error, "outcome": e.outcome, "message": e.message,
-         "meaning": e.meaning, "fix": e.fix}
-        for e in CATALOGUE.values()
-    ]
+    rows = catalogue()
     if json_out:
         _emit_json(rows)
         return
@@ -582,9 +494,7 @@ def check_cmd(course: str = CourseOpt, source: str = SourceOpt, destination: str
     """Before any sync: every assignment, what blocks it, and the fix."""
     readiness = _setup_call(check_course(*_ctx(source, destination), course))
     if json_out:
-        _emit_json({"course_id": course, "ready": readiness.ready, "assignments": readiness.assignments,
-                    "fixes": [{"assignment_id": f.assignment_id, "code": f.code, "change": f.changes.described()}
-                              for f in readiness.fixes]})
+        _emit_json(readiness_view(readiness).model_dump(mode="json"))
         return
     table = Table("assignment", "status", "what blocks it", "fix", show_lines=True)
     for row in readiness.assignments:
@@ -634,23 +544,18 @@ EdFiOpt = typer.Option("state-edfi", "--destination", help="The Ed-Fi connection
 
 
 def _edfi_run(resync: bool, source: str, destination: str, dry_run: bool, json_out: bool) -> None:
-    from passback.statereport.service import StateReportingError, report
-
     settings = get_settings()
     store = open_store(settings)
-    try:
-        with _friendly_errors():
-            result = asyncio.run(report(store, settings, source, destination, resync=resync, dry_run=dry_run))
-    except StateReportingError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    body = {"run_id": result.run_id, "status": result.status, "counts": result.counts, "events": result.events,
-            "stats": result.stats, "problems": result.problems}
+    with _friendly_errors():
+        result = asyncio.run(state_service.report(store, settings, source, destination, resync=resync,
+                                                  dry_run=dry_run))
     if json_out:
-        _emit_json(body)
+        _emit_json(state_run_view(result).shown())
     else:
         console.print(f"{result.status}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items())
                       + f"; {result.events} event(s); {result.stats.get('seconds')} s")
+        if result.failure:
+            console.print(f"  [red]{escape(result.failure)}[/red]")
         for problem in result.problems:
             console.print(f"[yellow]export[/yellow] {escape(problem)}")
         if result.run_id and (result.counts.get("error") or result.counts.get("skipped")):
@@ -673,16 +578,14 @@ def edfi_resync(source: str = ExportOpt, destination: str = EdFiOpt,
     _edfi_run(True, source, destination, dry_run, json_out)
 
 
-def _prefs(destination: str, change: dict[str, Any], json_out: bool) -> None:
-    from passback.statereport.service import StateReportingError, change_preferences
-
+def _prefs(destination: str, change: dict[str, Any] | None, json_out: bool, **mapping: Any) -> None:
     settings = get_settings()
-    try:
-        with _friendly_errors():
-            grades = change_preferences(open_store(settings), settings, destination, change)
-    except StateReportingError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    store = open_store(settings)
+    with _friendly_errors():
+        if change is None:
+            grades = state_service.map_task(store, settings, destination, **mapping)
+        else:
+            grades = state_service.change_preferences(store, settings, destination, change)
     if json_out:
         _emit_json(grades)
     else:
@@ -706,11 +609,7 @@ def map_task(task: str = typer.Argument(..., help="Grading task name, e.g. 'S1 F
              period: list[str] = typer.Option(..., help="GradingPeriodDescriptor URI (repeatable)."),
              destination: str = EdFiOpt, json_out: bool = typer.Option(False, "--json")) -> None:
     """Map a grading task to a grade type and the grading periods it reports to."""
-    for value in [grade_type, *period]:
-        if not value.startswith("uri://") or "#" not in value:
-            err.print(f"error: {value!r} is not a descriptor URI (uri://namespace/Descriptor#Code).")
-            raise typer.Exit(2)
-    _prefs(destination, {"grade_types": {task: grade_type}, "grading_periods": {task: list(period)}}, json_out)
+    _prefs(destination, None, json_out, task=task, grade_type=grade_type, periods=list(period))
 
 
 @map_app.command("grade")
@@ -726,6 +625,24 @@ def map_year(year: list[int] = typer.Argument(..., help="School years with valid
              destination: str = EdFiOpt, json_out: bool = typer.Option(False, "--json")) -> None:
     """The school years grades are sent for."""
     _prefs(destination, {"school_years": sorted(set(year))}, json_out)
+
+
+# --- the store -----------------------------------------------------------------------------------
+
+db_app = typer.Typer(no_args_is_help=True, help="The store: its schema.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the store's schema to this version (the CLI also does it on first use)."""
+    settings = get_settings()
+    url = settings.resolved_database_url()
+    if url.startswith("sqlite"):
+        settings.ensure_data_dir()
+    with _friendly_errors():
+        open_store(settings, url).dispose()
+    console.print("The store is at this version's schema.")
 
 
 def run() -> None:

@@ -11,10 +11,11 @@ import os
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from passback.errors import Invalid
 from passback.settings import Settings, get_settings
 
 
-class SecretKeyError(RuntimeError):
+class SecretKeyError(Invalid):
     pass
 
 

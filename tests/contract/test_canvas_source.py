@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from passback.connectors.base import SourceError
+from passback.errors import SourceError
 from passback.connectors.canvas.client import CanvasClient
 from passback.connectors.canvas.source import CanvasSource
 from tests.conftest import District
-from tests.contract.source_suite import SourceContract
+from passback.testing.sources import SourceContract
 
 
 def canvas_truth(state: dict[str, Any]) -> dict[str, Any]:

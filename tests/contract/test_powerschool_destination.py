@@ -8,11 +8,12 @@ from typing import Any
 import httpx
 import pytest
 
-from passback.connectors.base import DestinationError, DestinationUnavailable
+from passback.errors import DestinationError, DestinationUnavailable
 from passback.connectors.http import RetryPolicy
-from passback.connectors.powerschool.destination import PowerSchoolClient, PowerTeacherProDestination
+from passback.connectors.powerschool.client import PowerSchoolClient
+from passback.connectors.powerschool.destination import PowerTeacherProDestination
 from tests.conftest import District
-from tests.contract.destination_suite import DestinationContract, payload_for
+from passback.testing.gradebook import DestinationContract, payload_for
 
 
 def first_course_setup(state: dict[str, Any]) -> dict[str, Any]:
@@ -77,13 +78,13 @@ async def test_bad_credentials_name_the_fix(district: District, setup: dict[str,
 async def test_a_create_whose_answer_is_lost_is_found_not_repeated(district: District,
                                                                   destination: PowerTeacherProDestination,
                                                                   setup: dict[str, Any]) -> None:
-    await destination.load_context(setup["section_ids"])
+    ctx = await destination.load_context(setup["section_ids"])
     district.powerschool.control("faults", {"fault_rate": 1.0, "fault_kinds": ["reset"], "only_methods": ["POST"]})
     payload = payload_for(setup, "Lab 9")
     with pytest.raises(DestinationUnavailable):
-        await destination.create_assignment(payload)
+        await destination.create_assignment(ctx, payload)
     district.powerschool.control("faults", {"fault_rate": 0})
-    found = await destination.find_assignment(payload)
+    found = await destination.find_assignment(ctx, payload)
     assert found is not None  # the emulator did create it: the answer alone was lost
     names = [s["name"] for a in district.powerschool.state["assignments"].values() for s in a["_assignmentsections"]]
     assert names.count("Lab 9") == len(setup["section_ids"])

@@ -9,12 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
-from passback.connectors.base import SourceError
+from passback.errors import SourceError
 from passback.connectors.schoology.client import SchoologyClient
-from passback.connectors.schoology.emulator import REPLAY_TEXT
+from passback.emulators.schoology import REPLAY_TEXT
 from passback.connectors.schoology.source import SchoologySource
 from tests.conftest import SCHOOLOGY_KEY, SCHOOLOGY_SECRET, SchoologyDistrict
-from tests.contract.source_suite import SourceContract
+from passback.testing.sources import SourceContract
 
 
 def schoology_truth(state: dict[str, Any]) -> dict[str, Any]:

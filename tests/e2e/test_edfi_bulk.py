@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from passback.connectors.edfi import emulator as edfi_emulator
+from passback.emulators import edfi as edfi_emulator
 from passback.sandbox.edfi_district import EdFiShape, default_preferences, generate
 from passback.settings import Settings
-from passback.statereport.csv_source import write_export
-from passback.statereport.sending import BATCH
-from passback.statereport.service import report
+from passback.connectors.csv_export.source import write_export
+from passback.pipeline.edfi_sending import BATCH
+from passback.services.statereport import report
 from passback.store.connections import get_connection, save_connection
 from passback.store.db import Store
 from passback.store.history import get_run_items

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from passback.connectors.edfi import emulator as edfi_emulator
+from passback.emulators import edfi as edfi_emulator
 from passback.model import PostedGrade, Term
 from passback.sandbox.edfi_district import PERIOD, SCHOOL_ID, EdFiShape, generate
 from passback.settings import Settings
-from passback.statereport.csv_source import write_export
-from passback.statereport.service import change_preferences, report
+from passback.connectors.csv_export.source import write_export
+from passback.services.statereport import change_preferences, report
 from passback.store.connections import save_connection
 from passback.store.db import Store
 from passback.store.events import pending
@@ -221,7 +221,7 @@ def test_the_odss_own_refusal_is_explained(world: World) -> None:
 
 def test_posted_grades_from_powerschool_stored_grades(sqlite_store: Store, tmp_path: Path) -> None:
     """Point 1's other source: PowerSchool's stored (store-code) grades, read through its API."""
-    from passback.connectors.powerschool import emulator as powerschool_emulator
+    from passback.emulators import powerschool as powerschool_emulator
     from passback.sandbox.edfi_district import powerschool_from_posted
 
     state, grades = generate(EdFiShape(grades=230, students_per_section=23))

@@ -16,10 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from passback.cli import app
-from passback.plan import Scope
-from passback.runner.inprocess import Route, sync_courses
+from passback.pipeline.plan import Scope
+from passback.services.runs import Route, sync_courses
 from passback.settings import Settings, get_settings
-from passback.setup_actions import link_assignment, list_categories, map_category, set_switch
+from passback.services.setup import link_assignment, list_categories, map_category, set_switch
 from passback.store import open_store
 from passback.store.db import Store
 from tests.e2e.drivers import CanvasDriver, Driver, SchoologyDriver
@@ -242,7 +242,7 @@ def test_closed_term_writes_nothing(driver: Driver, env: tuple[Store, Settings])
 
 def test_import_categories_named_exactly_and_marked(driver: Driver, env: tuple[Store, Settings]) -> None:
     """Seed 000 step 2: the destination's categories appear in the source course, exactly named."""
-    from passback.setup_actions import import_categories
+    from passback.services.setup import import_categories
 
     store, settings = env
     driver.connect(store, settings)

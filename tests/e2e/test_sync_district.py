@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from passback.plan import Scope
-from passback.runner.inprocess import Route, sync_courses
+from passback.pipeline.plan import Scope
+from passback.services.runs import Route, sync_courses
 from passback.settings import Settings
 from passback.store.db import Store
 from passback.store.connections import save_connection

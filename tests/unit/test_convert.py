@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from passback.connectors.base import ScorePayload
+from passback.model.values import ScorePayload
 from passback.convert.scores import convert_score
 from passback.model import Assignment, GradingSchemeEntry, GradingType, Score
 
@@ -77,7 +77,7 @@ def test_properties(points: float, earned: float | None, missing: bool, excused:
 @given(points=st.floats(min_value=0, max_value=500, allow_nan=False),
        earned=st.lists(st.floats(min_value=0, max_value=1000, allow_nan=False), min_size=1, max_size=20))
 def test_converted_points_never_exceed_points_possible_plus_extra_credit(points: float, earned: list[float]) -> None:
-    from passback.plan import extra_credit
+    from passback.pipeline.plan import extra_credit
 
     target = assignment(points=points)
     scores = [Score(assignment_id="1", student_id=str(i), score=e, graded=True) for i, e in enumerate(earned)]

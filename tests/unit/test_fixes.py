@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from passback.connectors.base import AssignmentChanges
+from passback.model.values import AssignmentChanges
 from passback.model import Assignment, Category
 from passback.rules.findings import Finding
 from passback.rules.fixes import propose_fixes, shorten_name

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from passback.connectors.base import DestinationContext, DestinationProfile, ScorePayload
+from passback.connectors.powerschool.destination import CAPABILITIES
+from passback.model.values import DestinationContext, ScorePayload
 from passback.model import (
     Assignment,
     Category,
@@ -18,7 +19,7 @@ from passback.model import (
     Student,
     Term,
 )
-from passback.plan import ASSIGNMENT, SCORE, PlanInputs, Scope, build_plan, value_hash
+from passback.pipeline.plan import ASSIGNMENT, SCORE, PlanInputs, Scope, build_plan, value_hash
 from passback.store.identity import PENDING, IdentityRow
 
 TERM = Term(source_id="t", name="S1", start=date(2026, 8, 10), end=date(2026, 12, 18))
@@ -54,7 +55,7 @@ DEST = DestinationContext(
 
 def plan_for(snap: CourseSnapshot, identities: dict | None = None, scope: Scope | None = None):  # type: ignore[no-untyped-def]
     return build_plan(PlanInputs(snapshot=snap, destination=DEST, identities=identities or {},
-                                 profile=DestinationProfile(name_max_length=50), district_title_limit=30,
+                                 capabilities=CAPABILITIES, district_title_limit=30,
                                  scope=scope or Scope(course_id="10")))
 
 

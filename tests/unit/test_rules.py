@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from passback.connectors.base import DestinationProfile
+from passback.connectors.powerschool.destination import CAPABILITIES
 from passback.model import AssignedTo, Assignment, Category, Term
 from passback.rules.assignment_rules import AssignmentRuleContext, check_assignment
 from passback.rules.catalogue import CATALOGUE, by_seed_error
@@ -16,7 +16,7 @@ CTX = AssignmentRuleContext(
     categories={"g1": Category(source_id="g1", name="Homework", imported=True, destination_ref="77"),
                 "g2": Category(source_id="g2", name="Practice")},
     mapped_category_ids=frozenset({"g1"}),
-    profile=DestinationProfile(name_max_length=50),
+    capabilities=CAPABILITIES,
     district_title_limit=30,
 )
 GOOD = Assignment(source_id="1", name="Homework 1", points_possible=10.0, category_id="g1",

@@ -1,215 +1,211 @@
-"""The two interfaces every connector implements, and the values that cross them.
+"""The interfaces every connector implements.
 
-A source reads a course into the canonical model; a destination lists and writes
-categories, assignments and scores. Everything system-specific (paths, auth, paging,
-error bodies) stays behind these two classes.
+A source reads a course into the canonical model; a gradebook destination lists and
+writes categories, assignments and scores; a records destination (Ed-Fi) upserts and
+deletes records by natural key. Everything system-specific (paths, auth, paging, error
+bodies) stays behind these classes. The values that cross them live in
+:mod:`passback.model.values`, the errors they raise in :mod:`passback.errors`.
+
+A connector object keeps no state between calls beyond its HTTP client (a pool, a token
+and read caches): what a write needs to know of the destination is the
+:class:`DestinationContext` that ``load_context`` returned, handed back in, so the
+writes of one run may be carried out by another process.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
-from passback.model import CourseSnapshot, DestinationCategory, DestinationSection
-
-
-class SourceError(RuntimeError):
-    """The source could not be read; the message names what and how to fix it."""
-
-
-@dataclass(frozen=True)
-class AssignmentChanges:
-    """What passback may change on a teacher's assignment, when the teacher confirms a fix."""
-
-    name: str | None = None
-    points_possible: float | None = None
-    category_id: str | None = None
-    sync: bool | None = None
-
-    def described(self) -> str:
-        parts = []
-        if self.name is not None:
-            parts.append(f"rename to {self.name!r}")
-        if self.points_possible is not None:
-            parts.append(f"set points possible to {self.points_possible:g}")
-        if self.category_id is not None:
-            parts.append(f"move to category {self.category_id}")
-        if self.sync is not None:
-            parts.append("turn sync " + ("on" if self.sync else "off"))
-        return ", ".join(parts)
+from passback.model import CourseSnapshot
+from passback.model.posted_rows import PostedExport
+from passback.model.values import (
+    AssignmentChanges,
+    AssignmentPayload,
+    Capabilities,
+    CreatedAssignment,
+    DestinationContext,
+    RecordCapabilities,
+    ScorePayload,
+    ScoreRejection,
+    ScoreWrite,
+)
 
 
 class Source(ABC):
+    """Where teachers grade: read a course's gradebook, and make the few changes a teacher confirms."""
+
     kind: str
     has_sync_switch: bool = False  # the source itself holds a per-assignment "sync to SIS" flag
 
     @abstractmethod
-    async def read_course(self, course_id: str) -> CourseSnapshot: ...
+    async def read_course(self, course_id: str) -> CourseSnapshot:
+        """The whole gradebook of one course, read at one moment.
 
-    @abstractmethod
-    async def list_course_ids(self) -> list[str]: ...
-
-    @abstractmethod
-    async def create_category(self, course_id: str, name: str, destination_ref: str) -> str:
-        """Create a category marked as imported from the destination; returns its id."""
-
-    @abstractmethod
-    async def update_assignment(self, course_id: str, assignment_id: str, changes: AssignmentChanges) -> None: ...
-
-    def course_url(self, course_id: str) -> str | None:
-        return None
-
-    async def aclose(self) -> None:  # pragma: no cover - default does nothing
-        return None
-
-
-@dataclass(frozen=True)
-class DestinationProfile:
-    """The destination's own limits, checked before anything is sent."""
-
-    name_max_length: int
-    requires_points_possible: bool = True
-    score_batch_size: int = 500
-
-
-@dataclass(frozen=True)
-class AssignmentPayload:
-    """One assignment as the destination stores it, across the sections it is given to."""
-
-    section_ids: tuple[str, ...]
-    name: str
-    description: str
-    due_date: date
-    points_possible: float
-    extra_credit_points: float
-    category_ids: dict[str, str]  # destination section id -> destination category id
-
-    def as_value(self) -> dict[str, Any]:
-        return {
-            "section_ids": list(self.section_ids),
-            "name": self.name,
-            "description": self.description,
-            "due_date": self.due_date.isoformat(),
-            "points_possible": self.points_possible,
-            "extra_credit_points": self.extra_credit_points,
-            "category_ids": dict(sorted(self.category_ids.items())),
-        }
-
-
-@dataclass(frozen=True)
-class ScorePayload:
-    """One score as the destination stores it. ``points`` None with no flag is a blank."""
-
-    points: float | None
-    late: bool = False
-    exempt: bool = False
-
-    def as_value(self) -> dict[str, Any]:
-        return {"points": self.points, "late": self.late, "exempt": self.exempt}
-
-
-BLANK = ScorePayload(points=None)
-
-
-@dataclass(frozen=True)
-class CreatedAssignment:
-    dest_id: str
-    section_assignment_ids: dict[str, str]  # destination section id -> section assignment id
-
-
-@dataclass(frozen=True)
-class ScoreWrite:
-    student_dest_id: str
-    payload: ScorePayload
-
-
-@dataclass(frozen=True)
-class ScoreRejection:
-    student_dest_id: str
-    code: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class ExistingAssignment:
-    """An assignment the destination holds now, whoever made it."""
-
-    dest_id: str
-    name: str
-    due_date: str
-    section_assignment_ids: dict[str, str]  # destination section id -> section assignment id
-
-
-@dataclass
-class DestinationContext:
-    """What the planner needs to know of the destination for one course.
-
-    ``assignments`` and ``scores`` are what the gradebook holds now for the course's
-    sections; ``holdings_known`` is false for a destination that cannot list them, and
-    then the checks that need them (unique names, released links, drift) are not made.
-    """
-
-    sections: dict[str, DestinationSection]  # by destination section id
-    categories: dict[str, list[DestinationCategory]]  # by destination section id
-    student_ids: dict[str, str]  # source student SIS id -> destination student id
-    assignments: dict[str, ExistingAssignment] = field(default_factory=dict)
-    scores: dict[tuple[str, str], ScorePayload] = field(default_factory=dict)
-    holdings_known: bool = False
-
-
-class DestinationError(RuntimeError):
-    """A write the destination refused. ``code`` is a catalogue code."""
-
-    def __init__(self, code: str, detail: str, status: int | None = None) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-        self.status = status
-
-
-class DestinationUnavailable(RuntimeError):
-    """The destination did not confirm a write after every retry; its effect is unknown."""
-
-
-class Destination(ABC):
-    kind: str
-    profile: DestinationProfile
-
-    @abstractmethod
-    async def load_context(self, section_sis_ids: list[str]) -> DestinationContext: ...
-
-    @abstractmethod
-    async def create_assignment(self, payload: AssignmentPayload) -> CreatedAssignment: ...
-
-    @abstractmethod
-    async def find_assignment(self, payload: AssignmentPayload) -> CreatedAssignment | None:
-        """The destination's assignment matching this payload's name and due date, if any.
-
-        Used to adopt an assignment whose create was sent but never confirmed, so a retry
-        never makes a second one.
+        Called once per run before planning. Raises :class:`~passback.errors.SourceNotFound`
+        for a course the source does not have and :class:`~passback.errors.SourceError` when
+        the source cannot be read (with what to fix in the message).
         """
 
     @abstractmethod
-    async def update_assignment(
-        self, created: CreatedAssignment, payload: AssignmentPayload
-    ) -> CreatedAssignment: ...
+    async def list_course_ids(self) -> list[str]:
+        """Every course the connection can see, for ``sync --all``. Raises SourceError."""
 
     @abstractmethod
-    async def delete_assignment(self, created: CreatedAssignment) -> None: ...
+    async def create_category(self, course_id: str, name: str, destination_ref: str) -> str:
+        """Create a category marked as imported from the destination category ``destination_ref``.
+
+        Called by the category import (seed 000 step 2); returns the new category's id.
+        Raises SourceError when the source refuses.
+        """
 
     @abstractmethod
-    async def write_scores(
-        self, section_id: str, section_assignment_id: str, writes: list[ScoreWrite]
-    ) -> list[ScoreRejection]:
-        """Write the scores; return the ones refused. Accepted ones are written once."""
+    async def update_assignment(self, course_id: str, assignment_id: str, changes: AssignmentChanges) -> None:
+        """Apply a fix the teacher confirmed (rename, points, category, sync switch). Raises SourceError."""
+
+    def course_url(self, course_id: str) -> str | None:
+        """The course in the source's own UI, for deep links from the run history."""
+        return None
+
+    async def aclose(self) -> None:  # pragma: no cover - default does nothing
+        """Release the HTTP pool."""
+        return None
+
+
+class PostedGradesSource(ABC):
+    """Where posted grades (term and semester finals) are read for state reporting."""
+
+    kind: str
 
     @abstractmethod
-    async def read_scores(
-        self, section_ids: list[str]
-    ) -> dict[tuple[str, str], ScorePayload]:
+    async def read(self) -> PostedExport:
+        """Every posted grade as a row, hashed; unreadable rows are problems, not errors.
+
+        Raises :class:`~passback.errors.SourceError` when the source cannot be read at all.
+        """
+
+    def digest(self) -> str | None:
+        """One hash of everything, where the source can give it cheaply (a file); else None."""
+        return None
+
+    async def aclose(self) -> None:  # pragma: no cover
+        return None
+
+
+class Destination(ABC):
+    """A gradebook that holds assignments and scores (PowerTeacher Pro, OneRoster, LTI AGS)."""
+
+    kind: str
+    capabilities: Capabilities
+
+    @abstractmethod
+    async def load_context(self, section_sis_ids: list[str]) -> DestinationContext:
+        """What the destination holds for these sections: rosters, categories, assignments, scores.
+
+        Called once per run before planning; unknown section ids are left out, not an error.
+        Raises :class:`~passback.errors.Refused` (bad credentials: ``AuthRefused``) or
+        :class:`~passback.errors.OutcomeUnknown` when the destination cannot be read.
+        """
+
+    @abstractmethod
+    async def create_assignment(self, context: DestinationContext, payload: AssignmentPayload) -> CreatedAssignment:
+        """Create the assignment in the payload's sections.
+
+        Raises ``Refused`` (with the catalogue code of the refusal), ``AlreadyExists`` for a
+        clash of natural key, and ``OutcomeUnknown`` when the answer was lost: the executor
+        then looks the assignment up (server-assigned ids) or repeats the create (client ids).
+        """
+
+    @abstractmethod
+    async def find_assignment(self, context: DestinationContext,
+                              payload: AssignmentPayload) -> CreatedAssignment | None:
+        """The destination's assignment matching this payload's natural key, if any.
+
+        Used to adopt an assignment whose create was sent but never confirmed, so a retry
+        never makes a second one. Raises ``OutcomeUnknown`` when it cannot look.
+        """
+
+    @abstractmethod
+    async def update_assignment(self, context: DestinationContext, created: CreatedAssignment,
+                                payload: AssignmentPayload) -> CreatedAssignment:
+        """Bring an assignment passback wrote (or was linked to) up to the payload.
+
+        Raises ``TargetGone`` when it was deleted in the destination, ``Refused`` otherwise.
+        """
+
+    @abstractmethod
+    async def delete_assignment(self, context: DestinationContext, created: CreatedAssignment) -> None:
+        """Delete an assignment and its scores; one already gone is not an error. Raises ``Refused``."""
+
+    @abstractmethod
+    async def write_scores(self, context: DestinationContext, section_id: str, section_assignment_id: str,
+                           writes: list[ScoreWrite]) -> list[ScoreRejection]:
+        """Upsert the scores (a blank clears one); return the ones refused, each with its code.
+
+        Accepted ones are written once; repeating a write is harmless. Raises ``TargetGone``
+        when the assignment is gone and ``OutcomeUnknown`` when the destination cannot be reached.
+        """
+
+    @abstractmethod
+    async def read_scores(self, context: DestinationContext,
+                          section_ids: list[str]) -> dict[tuple[str, str], ScorePayload]:
         """Scores held now, keyed by (section assignment id, destination student id)."""
+
+    async def aclose(self) -> None:  # pragma: no cover
+        """Release the HTTP pool."""
+        return None
+
+
+@dataclass
+class RecordAnswer:
+    """The destination's answer to one record write."""
+
+    status: int
+    record_id: str | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def detail(self) -> str:
+        text = self.body.get("detail") or self.body.get("message") or ""
+        errors = self.body.get("validationErrors") or {}
+        if errors:
+            text += " " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items())
+        return text.strip() or f"HTTP {self.status}"
+
+
+class RecordsDestination(ABC):
+    """A store of records with natural keys (the Ed-Fi ODS/API): upsert, delete by id, list.
+
+    Refusals come back as answers (a status and a body) rather than exceptions, because a
+    state-reporting run sends tens of thousands of records and records each refusal as an
+    item; only "no answer after every retry" raises ``OutcomeUnknown``.
+    """
+
+    kind: str
+    capabilities: RecordCapabilities
+
+    @abstractmethod
+    async def upsert(self, resource: str, body: bytes) -> RecordAnswer:
+        """POST one record: created (201) or updated (200) by its natural key. Raises ``OutcomeUnknown``."""
+
+    @abstractmethod
+    async def delete(self, resource: str, record_id: str) -> RecordAnswer:
+        """DELETE one record by id; 404 (already gone) is an answer, not an error. Raises ``OutcomeUnknown``."""
+
+    @abstractmethod
+    async def list_records(self, resource: str) -> list[dict[str, Any]]:
+        """Every record of a resource, all pages. Raises ``Refused`` or ``OutcomeUnknown``."""
+
+    async def stream_upserts(self, resource: str, bodies: Iterable[tuple[int, bytes]],
+                             on_answer: Any) -> None:  # pragma: no cover - optional
+        """Send many upserts at once where ``capabilities.streams``; answers go to ``on_answer``."""
+        raise NotImplementedError
 
     async def aclose(self) -> None:  # pragma: no cover
         return None

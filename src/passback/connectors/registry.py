@@ -1,47 +1,122 @@
-"""From a saved connection to a live connector: the one place that knows every kind."""
+"""Every connection kind: its typed settings, the roles it can play, and how to open it.
+
+The one place that knows every kind. It opens connectors from a config value; reading
+saved connections from the store is a service (:mod:`passback.services.connections`).
+Connector modules are imported only when a connection of their kind is opened.
+"""
 
 from __future__ import annotations
 
-from passback.connectors.base import Destination, Source
-from passback.store.connections import Connection
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-SOURCE_KINDS = ("canvas", "schoology")
-DESTINATION_KINDS = ("powerschool",)
+from passback.connectors.base import Destination, RecordsDestination, Source
+from passback.connectors.canvas.config import CanvasConfig
+from passback.connectors.config import ConnectionConfig
+from passback.connectors.csv_export.config import CsvExportConfig
+from passback.connectors.edfi.config import EdFiConfig
+from passback.connectors.powerschool.config import PowerSchoolConfig
+from passback.connectors.schoology.config import SchoologyConfig
+from passback.errors import Invalid
 
-
-class UnsupportedConnection(ValueError):
-    pass
-
-
-def open_source(connection: Connection, concurrency: int = 8, timeout: float = 30.0) -> Source:
-    if connection.kind == "canvas":
-        from passback.connectors.canvas.client import CanvasClient
-        from passback.connectors.canvas.source import CanvasSource
-
-        return CanvasSource(CanvasClient(connection.base_url, connection.credentials["token"],
-                                         concurrency=concurrency, timeout=timeout))
-    if connection.kind == "schoology":
-        from passback.connectors.schoology.client import SchoologyClient
-        from passback.connectors.schoology.source import SchoologySource
-
-        return SchoologySource(SchoologyClient(connection.base_url, connection.credentials["consumer_key"],
-                                               connection.credentials["consumer_secret"],
-                                               concurrency=concurrency, timeout=timeout))
-    raise UnsupportedConnection(
-        f"Connection {connection.name!r} is a {connection.kind} connection, which cannot be read "
-        f"from; sources are: {', '.join(SOURCE_KINDS)}."
-    )
+SOURCE, DESTINATION, RECORDS, POSTED = "source", "destination", "records", "posted grades"
 
 
-def open_destination(connection: Connection, concurrency: int = 8, timeout: float = 30.0) -> Destination:
-    if connection.kind == "powerschool":
-        from passback.connectors.powerschool.destination import PowerSchoolClient, PowerTeacherProDestination
+@dataclass(frozen=True)
+class HttpOptions:
+    concurrency: int = 8
+    timeout: float = 30.0
 
-        client = PowerSchoolClient(connection.base_url, connection.credentials["client_id"],
-                                   connection.credentials["client_secret"], concurrency=concurrency,
-                                   timeout=timeout)
-        return PowerTeacherProDestination(client)
-    raise UnsupportedConnection(
-        f"Connection {connection.name!r} is a {connection.kind} connection, which cannot be written "
-        f"to; destinations are: {', '.join(DESTINATION_KINDS)}."
-    )
+
+def _canvas_source(config: Any, http: HttpOptions) -> Source:
+    from passback.connectors.canvas.client import CanvasClient
+    from passback.connectors.canvas.source import CanvasSource
+
+    return CanvasSource(CanvasClient(config.url, config.token, concurrency=http.concurrency, timeout=http.timeout))
+
+
+def _schoology_source(config: Any, http: HttpOptions) -> Source:
+    from passback.connectors.schoology.client import SchoologyClient
+    from passback.connectors.schoology.source import SchoologySource
+
+    return SchoologySource(SchoologyClient(config.url, config.consumer_key, config.consumer_secret,
+                                           concurrency=http.concurrency, timeout=http.timeout))
+
+
+def _powerschool_client(config: Any, http: HttpOptions) -> Any:
+    from passback.connectors.powerschool.client import PowerSchoolClient
+
+    return PowerSchoolClient(config.url, config.client_id, config.client_secret, concurrency=http.concurrency,
+                             timeout=http.timeout)
+
+
+def _powerteacher(config: Any, http: HttpOptions) -> Destination:
+    from passback.connectors.powerschool.destination import PowerTeacherProDestination
+
+    return PowerTeacherProDestination(_powerschool_client(config, http))
+
+
+def _powerschool_posted(config: Any, http: HttpOptions) -> Any:
+    from passback.connectors.powerschool.posted import PowerSchoolPostedGrades
+
+    return PowerSchoolPostedGrades(_powerschool_client(config, http))
+
+
+def _csv_posted(config: Any, http: HttpOptions) -> Any:
+    from passback.connectors.csv_export.source import CsvPostedGrades
+
+    return CsvPostedGrades(config.url)
+
+
+def _edfi(config: Any, http: HttpOptions) -> RecordsDestination:
+    from passback.connectors.edfi.client import EdFiClient
+    from passback.connectors.edfi.destination import EdFiDestination
+
+    return EdFiDestination(EdFiClient(config.url, config.client_id, config.client_secret,
+                                      concurrency=http.concurrency, timeout=http.timeout))
+
+
+@dataclass(frozen=True)
+class ConnectorKind:
+    config: type[ConnectionConfig]
+    openers: dict[str, Callable[[Any, HttpOptions], Any]]
+
+    @property
+    def name(self) -> str:
+        return self.config.kind
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(self.openers)
+
+
+KINDS: dict[str, ConnectorKind] = {k.name: k for k in (
+    ConnectorKind(CanvasConfig, {SOURCE: _canvas_source}),
+    ConnectorKind(SchoologyConfig, {SOURCE: _schoology_source}),
+    ConnectorKind(PowerSchoolConfig, {DESTINATION: _powerteacher, POSTED: _powerschool_posted}),
+    ConnectorKind(EdFiConfig, {RECORDS: _edfi}),
+    ConnectorKind(CsvExportConfig, {POSTED: _csv_posted}),
+)}
+
+
+def kind_of(name: str) -> ConnectorKind:
+    found = KINDS.get(name)
+    if found is None:
+        raise Invalid(f"Unknown connection kind {name!r}; choose one of: {', '.join(KINDS)}.")
+    return found
+
+
+def kinds_for(role: str) -> list[str]:
+    return [name for name, kind in KINDS.items() if role in kind.openers]
+
+
+def open_connector(role: str, config: ConnectionConfig, http: HttpOptions, connection_name: str) -> Any:
+    """The live connector for ``role`` (source, destination, records, posted grades)."""
+    opener = kind_of(config.kind).openers.get(role)
+    if opener is None:
+        raise Invalid(
+            f"Connection {connection_name!r} is a {config.kind} connection, which cannot serve as a {role}; "
+            f"{role} connections are: {', '.join(kinds_for(role))}."
+        )
+    return opener(config, http)

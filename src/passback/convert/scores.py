@@ -17,7 +17,7 @@ grade the destination should hold (missing, or not graded).
 
 from __future__ import annotations
 
-from passback.connectors.base import ScorePayload
+from passback.model.values import ScorePayload
 from passback.model import Assignment, GradingSchemeEntry, GradingType, Score
 
 COMPLETE_WORDS = frozenset({"complete", "pass", "credit"})

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
-from passback.connectors.base import DestinationProfile
 from passback.model import AssignedTo, Assignment, Category, Term
+from passback.model.values import Capabilities
 from passback.rules.findings import Finding
 
 
@@ -21,7 +21,7 @@ class AssignmentRuleContext:
     term: Term | None
     categories: dict[str, Category]
     mapped_category_ids: frozenset[str]  # source categories that have a destination category
-    profile: DestinationProfile
+    capabilities: Capabilities
     district_title_limit: int
     today: date | None = None  # set when the district closes terms to writes (R8)
 
@@ -60,9 +60,9 @@ def assigned_to(assignment: Assignment, ctx: AssignmentRuleContext) -> list[Find
 
 def name_length(assignment: Assignment, ctx: AssignmentRuleContext) -> list[Finding]:
     length = len(assignment.name)
-    if length > ctx.profile.name_max_length:
+    if length > ctx.capabilities.name_max_length:
         return [Finding("name-over-destination-limit", _names(assignment) | {"length": length})]
-    limit = min(ctx.district_title_limit, ctx.profile.name_max_length)
+    limit = min(ctx.district_title_limit, ctx.capabilities.name_max_length)
     if length > limit:
         return [
             Finding(
@@ -74,7 +74,7 @@ def name_length(assignment: Assignment, ctx: AssignmentRuleContext) -> list[Find
 
 
 def points_possible(assignment: Assignment, ctx: AssignmentRuleContext) -> list[Finding]:
-    if ctx.profile.requires_points_possible and assignment.points_possible is None:
+    if ctx.capabilities.requires_points_possible and assignment.points_possible is None:
         return [Finding("points-possible-none", _names(assignment))]
     return []
 
@@ -101,6 +101,8 @@ def due_date(assignment: Assignment, ctx: AssignmentRuleContext) -> list[Finding
 
 
 def category(assignment: Assignment, ctx: AssignmentRuleContext) -> list[Finding]:
+    if not ctx.capabilities.has_categories:
+        return []  # a destination without categories takes every assignment as it is
     group = ctx.categories.get(assignment.category_id or "")
     if group is None:
         return [Finding("grading-category-missing", _names(assignment))]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from passback.connectors.base import AssignmentChanges
+from passback.model.values import AssignmentChanges
 from passback.model import Assignment, Category
 from passback.rules.findings import Finding
 

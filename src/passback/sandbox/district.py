@@ -16,8 +16,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from passback.connectors.canvas.emulator import empty_state as empty_canvas
-from passback.connectors.powerschool.emulator import empty_state as empty_powerschool
+from passback.emulators.canvas import empty_state as empty_canvas
+from passback.emulators.powerschool import empty_state as empty_powerschool
 
 FIRST_NAMES = ("Ava", "Liam", "Mia", "Noah", "Zoe", "Eli", "Ivy", "Leo", "Ada", "Kai", "Nia", "Owen",
                "Ruby", "Finn", "Lena", "Omar", "Sara", "Theo", "Uma", "Yara")
@@ -240,7 +240,7 @@ def schoology_from_canvas(canvas: dict[str, Any], consumer_key: str = "sandbox-s
     are mapped per course (seed 001, step C). Grades copy the Canvas submissions (excused
     -> exception 1, missing -> exception 3).
     """
-    from passback.connectors.schoology.emulator import empty_state as empty_schoology
+    from passback.emulators.schoology import empty_state as empty_schoology
 
     state = empty_schoology()
     ids = iter(range(700_001, 10**8))

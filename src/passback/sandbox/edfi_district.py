@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from passback.connectors.edfi.emulator import KEYS, empty_state
+from passback.emulators.edfi import KEYS, empty_state
 from passback.model import PostedGrade, Term
 from passback.rules.edfi_rules import FINAL_GRADE, EdFiPreferences
 
@@ -102,7 +102,7 @@ def powerschool_from_posted(grades: list[PostedGrade], client_id: str = "sandbox
                             client_secret: str = "sandbox-plugin-secret") -> dict[str, Any]:
     """The same posted grades as PowerSchool holds them: StoredGrades rows with their
     students, sections, term and school (store code "S1" for the semester final)."""
-    from passback.connectors.powerschool.emulator import empty_state as empty_powerschool
+    from passback.emulators.powerschool import empty_state as empty_powerschool
 
     state = empty_powerschool()
     state["clients"][client_id] = client_secret

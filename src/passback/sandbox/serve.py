@@ -11,19 +11,19 @@ from pathlib import Path
 
 import uvicorn
 
-from passback.emulation.faults import FAULT_KINDS, FaultConfig
+from passback.emulators.faults import FAULT_KINDS, FaultConfig
 
 
 def build_app(system: str, state_path: Path | None, faults: FaultConfig,  # type: ignore[no-untyped-def]
               flush_seconds: float = 1.0):
     if system == "canvas":
-        from passback.connectors.canvas.emulator import create_app
+        from passback.emulators.canvas import create_app
     elif system == "powerschool":
-        from passback.connectors.powerschool.emulator import create_app
+        from passback.emulators.powerschool import create_app
     elif system == "schoology":
-        from passback.connectors.schoology.emulator import create_app
+        from passback.emulators.schoology import create_app
     elif system == "edfi":
-        from passback.connectors.edfi.emulator import create_app
+        from passback.emulators.edfi import create_app
     else:
         raise SystemExit(f"Unknown system {system!r}: choose canvas, schoology, powerschool or edfi.")
     if system == "edfi":

@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from passback.errors import NotFound
 from passback.store.db import Store
 from passback.store.tables import connections
 from passback.vault import decrypt, encrypt
@@ -23,7 +24,7 @@ class Connection:
     settings: dict[str, Any]
 
 
-class UnknownConnection(LookupError):
+class UnknownConnection(NotFound):
     pass
 
 
@@ -44,7 +45,7 @@ def save_connection(
         "credentials": encrypt(credentials, key),
         "settings": settings or {},
     }
-    with store.engine.begin() as db:
+    with store.transaction() as db:
         existing = db.execute(
             sa.select(connections.c.id).where(connections.c.name == name)
         ).scalar_one_or_none()
@@ -65,6 +66,18 @@ def get_connection(store: Store, key: bytes, name: str) -> Connection:
             f"No connection named {name!r}. List them with `passback connections` "
             "or create one with `passback connect`."
         )
+    return _connection(row, key)
+
+
+def get_connection_by_id(store: Store, key: bytes, connection_id: int) -> Connection:
+    with store.engine.connect() as db:
+        row = db.execute(sa.select(connections).where(connections.c.id == connection_id)).one_or_none()
+    if row is None:
+        raise UnknownConnection(f"No connection with id {connection_id}; it may have been removed.")
+    return _connection(row, key)
+
+
+def _connection(row: sa.Row, key: bytes) -> Connection:  # type: ignore[type-arg]
     return Connection(
         id=row.id,
         name=row.name,
@@ -88,7 +101,7 @@ def list_connections(store: Store) -> list[dict[str, Any]]:
 
 def update_settings(store: Store, name: str, settings: dict[str, Any]) -> None:
     """Replace a connection's settings (not its credentials)."""
-    with store.write_lock, store.engine.begin() as db:
+    with store.transaction() as db:
         result = db.execute(connections.update().where(connections.c.name == name).values(settings=settings))
     if result.rowcount == 0:
         raise UnknownConnection(f"No connection named {name!r}. Create one with `passback connect`.")

@@ -28,7 +28,7 @@ class Event:
 def enqueue(store: Store, destination_connection_id: int, events: Iterable[tuple[str, str]]) -> int:
     events = list(events)
     if events:
-        with store.write_lock, store.engine.begin() as db:
+        with store.transaction() as db:
             now = bulk.now_value(db)
             bulk.executemany(
                 db, f"INSERT INTO edfi_events (destination_connection_id, posted_id, kind, created_at) "

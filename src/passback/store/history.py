@@ -53,7 +53,7 @@ def start_run(
     dry_run: bool,
 ) -> str:
     run_id = str(uuid.uuid4())
-    with store.engine.begin() as db:
+    with store.transaction() as db:
         db.execute(
             runs.insert().values(
                 id=run_id,
@@ -70,6 +70,37 @@ def start_run(
             )
         )
     return run_id
+
+
+QUEUED, RUNNING, FAILED = "queued", "running", "failed"
+
+
+def submit_run(store: Store, pairing: Pairing, *, pipeline: str, request: dict[str, Any], trigger: str,
+               scope: dict[str, Any], actor: str) -> str:
+    """Store a queued run; :func:`claim_run` later takes it, once."""
+    run_id = str(uuid.uuid4())
+    with store.transaction() as db:
+        db.execute(runs.insert().values(
+            id=run_id, source_connection_id=pairing.source_connection_id,
+            destination_connection_id=pairing.destination_connection_id, trigger=trigger, scope=scope,
+            actor=actor, dry_run=False, status=QUEUED, started_at=datetime.now(UTC), counts=empty_counts(),
+            stats={}, pipeline=pipeline, request=request))
+    return run_id
+
+
+def claim_run(store: Store, run_id: str) -> bool:
+    """Mark a queued run running; false when another process claimed it first (or it is not queued)."""
+    with store.transaction() as db:
+        claimed = db.execute(runs.update().where(runs.c.id == run_id, runs.c.status == QUEUED)
+                             .values(status=RUNNING, started_at=datetime.now(UTC)))
+    return claimed.rowcount == 1
+
+
+def run_request(store: Store, run_id: str) -> tuple[str, dict[str, Any] | None, str] | None:
+    """(pipeline, request, status) of a run, or None when there is no such run."""
+    with store.engine.connect() as db:
+        row = db.execute(sa.select(runs.c.pipeline, runs.c.request, runs.c.status).where(runs.c.id == run_id)).first()
+    return None if row is None else (row.pipeline, row.request, row.status)
 
 
 def record_items(db: sa.Connection, run_id: str, items: list[ItemOutcome]) -> None:
@@ -115,14 +146,13 @@ def finish_run(
     counts: dict[str, int],
     stats: dict[str, Any],
     failure: str | None = None,
+    status: str | None = None,
 ) -> str:
     if failure:
-        status = "failed"
-    elif counts.get("error"):
-        status = "completed_with_errors"
-    else:
-        status = "succeeded"
-    with store.engine.begin() as db:
+        status = FAILED
+    elif status is None:
+        status = "completed_with_errors" if counts.get("error") else "succeeded"
+    with store.transaction() as db:
         db.execute(
             runs.update()
             .where(runs.c.id == run_id)

@@ -38,7 +38,7 @@ def save_mapping(store: Store, pairing: Pairing, course_id: str, mapping: Catego
         "dest_category_name": mapping.dest_category_name,
         "updated_at": datetime.now(UTC),
     }
-    with store.write_lock, store.engine.begin() as db:
+    with store.transaction() as db:
         if db.execute(sa.select(category_mappings.c.id).where(key)).first():
             db.execute(category_mappings.update().where(key).values(**values))
         else:
@@ -49,7 +49,7 @@ def save_mapping(store: Store, pairing: Pairing, course_id: str, mapping: Catego
 
 
 def delete_mapping(store: Store, pairing: Pairing, course_id: str, source_category_id: str) -> bool:
-    with store.write_lock, store.engine.begin() as db:
+    with store.transaction() as db:
         result = db.execute(category_mappings.delete().where(
             (category_mappings.c.source_connection_id == pairing.source_connection_id)
             & (category_mappings.c.destination_connection_id == pairing.destination_connection_id)
@@ -77,7 +77,7 @@ def save_switch(store: Store, source_connection_id: int, course_id: str, assignm
         & (assignment_switches.c.course_id == course_id)
         & (assignment_switches.c.assignment_id == assignment_id)
     )
-    with store.write_lock, store.engine.begin() as db:
+    with store.transaction() as db:
         if db.execute(sa.select(assignment_switches.c.id).where(key)).first():
             db.execute(assignment_switches.update().where(key).values(sync=sync, updated_at=datetime.now(UTC)))
         else:

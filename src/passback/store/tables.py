@@ -72,6 +72,9 @@ runs = sa.Table(
     sa.Column("counts", sa.JSON, nullable=False),
     sa.Column("stats", sa.JSON, nullable=False),
     sa.Column("failure", sa.Text, nullable=True),
+    sa.Column("pipeline", sa.String(30), nullable=False, server_default="gradebook"),
+    sa.Column("request", sa.JSON, nullable=True),
+    sa.Index("ix_runs_status", "status"),
 )
 
 run_items = sa.Table(

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from passback.connectors.base import SourceError
+from passback.connectors.canvas.errors import refused, unreachable
 from passback.connectors.http import (
     GaveUp,
     HttpClient,
@@ -101,21 +101,10 @@ class CanvasClient:
         try:
             response = await self.http.request(method, url, **kwargs)
         except GaveUp as exc:
-            raise SourceError(f"Canvas did not answer: {exc}. Check the Canvas URL and try again.") from exc
-        if response.status_code == 401:
-            if "www-authenticate" in response.headers:
-                raise SourceError(
-                    "Canvas refused the access token (Invalid access token). "
-                    "Generate a new token and save the connection again."
-                )
-            raise SourceError(
-                f"Canvas says the token's user may not do this ({url}). "
-                "Use a token of a teacher or admin of the course."
-            )
-        if response.status_code == 404:
-            raise SourceError(f"Canvas has no such record: {url}. Check the course id.")
-        if response.status_code >= 400:
-            raise SourceError(f"Canvas answered HTTP {response.status_code} for {url}: {_errors(response)}")
+            raise unreachable(exc) from exc
+        refusal = refused(response, url)
+        if refusal is not None:
+            raise refusal
         return response
 
     async def get(self, path: str, params: dict[str, Any] | list[tuple[str, Any]] | None = None) -> Any:
@@ -137,13 +126,3 @@ class CanvasClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-
-def _errors(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if isinstance(errors, list):
-        return "; ".join(str(e.get("message", e)) for e in errors)
-    return str(body)[:200]

@@ -11,7 +11,8 @@ import asyncio
 from datetime import date, datetime
 from typing import Any
 
-from passback.connectors.base import AssignmentChanges, Source
+from passback.connectors.base import Source
+from passback.model.values import AssignmentChanges
 from passback.connectors.canvas.client import CanvasClient
 from passback.model import (
     AssignedTo,

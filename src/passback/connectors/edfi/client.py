@@ -13,36 +13,20 @@ import asyncio
 import base64
 import json
 import random
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import orjson
 
-from passback.connectors.base import DestinationError, DestinationUnavailable
+from passback.connectors.base import RecordAnswer
+from passback.errors import AuthRefused, OutcomeUnknown, Refused
 from passback.connectors.http import request_meter
 
 RETRY_STATUSES = frozenset({429, 500, 501, 502, 503, 504})
 PAGE = 500
 
 
-@dataclass
-class EdFiAnswer:
-    status: int
-    record_id: str | None = None
-    body: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    @property
-    def detail(self) -> str:
-        text = self.body.get("detail") or self.body.get("message") or ""
-        errors = self.body.get("validationErrors") or {}
-        if errors:
-            text += " " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items())
-        return text.strip() or f"HTTP {self.status}"
+EdFiAnswer = RecordAnswer
 
 
 class EdFiClient:
@@ -90,14 +74,14 @@ class EdFiClient:
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 problem = exc
             await asyncio.sleep(_backoff(attempt))
-        raise DestinationUnavailable(f"{method} {url}: no answer after {self.attempts} attempts ({problem})")
+        raise OutcomeUnknown(f"{method} {url}: no answer after {self.attempts} attempts ({problem})")
 
     async def discover(self) -> dict[str, str]:
         if not self.urls:
             _, body = await self._plain("GET", self.base_url + "/")
             self.urls = body.get("urls") or {}
             if "oauth" not in self.urls or "dataManagementApi" not in self.urls:
-                raise DestinationError("destination-rejected",
+                raise Refused(None,
                                        f"{self.base_url} does not look like an Ed-Fi ODS/API (no urls in its root document).")
         return self.urls
 
@@ -110,7 +94,7 @@ class EdFiClient:
             status, body = await self._plain("POST", urls["oauth"], data={"grant_type": "client_credentials"},
                                              headers={"Authorization": f"Basic {basic}"})
             if status != 200 or "access_token" not in body:
-                raise DestinationError("destination-auth",
+                raise AuthRefused(None,
                                        f"Ed-Fi refused the client credentials ({body.get('error', status)}). "
                                        "Check the key and secret and save the connection again.")
             self.token = str(body["access_token"])
@@ -141,7 +125,7 @@ class EdFiClient:
                     return response.status, response.headers, await response.read()
             except (aiohttp.ClientError, asyncio.TimeoutError):
                 await asyncio.sleep(_backoff(attempt))
-        raise DestinationUnavailable(f"{method} {url}: no answer after {self.attempts} attempts")
+        raise OutcomeUnknown(f"{method} {url}: no answer after {self.attempts} attempts")
 
     async def upsert(self, resource: str, record_json: bytes) -> EdFiAnswer:
         """POST one record, with the retries of ``_send`` (bulk sends go through libcurl)."""
@@ -180,14 +164,14 @@ class EdFiClient:
         url = self.resource_url(resource)
         status, headers, _ = await self._send("GET", url, params={"limit": 0, "totalCount": "true"})
         if status != 200:
-            raise DestinationError("destination-rejected", f"GET {url}: HTTP {status}")
+            raise Refused(None, f"GET {url}: HTTP {status}", status)
         total = int(headers.get("Total-Count", 0))
 
         async def page(offset: int) -> list[dict[str, Any]]:
             code, _, body = await self._send("GET", url, params={"offset": offset, "limit": PAGE})
             rows = orjson.loads(body) if code == 200 else []
             if code != 200:
-                raise DestinationError("destination-rejected", f"GET {url} offset {offset}: HTTP {code}")
+                raise Refused(None, f"GET {url} offset {offset}: HTTP {code}", code)
             return list(rows)
 
         pages = await asyncio.gather(*(page(offset) for offset in range(0, total, PAGE)))

@@ -1,72 +1,52 @@
-"""PowerSchool PowerTeacher Pro as a destination (D1).
+"""PowerSchool PowerTeacher Pro as a gradebook destination (D1).
 
-Speaks the contract written down in :mod:`passback.connectors.powerschool.emulator`:
-OAuth 2 client credentials, v1 reads for sections and rosters, and the xte gradebook
-endpoints for teacher categories, section assignments and assignment scores. Refusals
-are translated into catalogue codes here, so the seed's error texts reach the teacher.
+Speaks the contract written down in :mod:`passback.emulators.powerschool`: OAuth 2
+client credentials, v1 reads for sections and rosters, and the xte gradebook endpoints
+for teacher categories, section assignments and assignment scores. Refusals become typed
+errors with catalogue codes (:mod:`.errors`), so the seed's error texts reach the teacher.
+
+One assignment spans the sections it is given to; the server assigns its ids, so a
+create whose answer was lost is found again by name and due date. Writes need each
+section's teacher and term: ``load_context`` puts them in the context's ``handles``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
-from passback.connectors.base import (
+from passback.connectors.base import Destination
+from passback.connectors.http import UncertainWrite
+from passback.connectors.powerschool.client import PowerSchoolClient
+from passback.connectors.powerschool.errors import refused
+from passback.errors import DestinationError, OutcomeUnknown, TargetGone
+from passback.model import DestinationCategory, DestinationSection
+from passback.model.values import (
     AssignmentPayload,
+    Capabilities,
+    CategoryScope,
     CreatedAssignment,
-    Destination,
     DestinationContext,
-    DestinationError,
-    DestinationProfile,
-    DestinationUnavailable,
     ExistingAssignment,
+    IdAssignment,
+    Placement,
     ScorePayload,
     ScoreRejection,
     ScoreWrite,
 )
-from passback.connectors.http import (
-    PASS,
-    GaveUp,
-    HttpClient,
-    RetryableError,
-    RetryPolicy,
-    UncertainWrite,
-    default_limits,
-    default_timeout,
+
+
+CAPABILITIES = Capabilities(
+    placement=Placement.SPANS_SECTIONS, categories=CategoryScope.PER_SECTION, ids=IdAssignment.SERVER_ASSIGNED,
+    score_fields=frozenset({"points", "late", "exempt"}), name_max_length=50, requires_points_possible=True,
+    score_batch_size=500, holdings=True,
 )
-from passback.connectors.oauth import ClientCredentials, TokenRefused
-from passback.model import DestinationCategory, DestinationSection
-
-PAGE_SIZE = 100
-REFUSALS = (
-    ("Value may not contain more than", "name-over-destination-limit"),
-    ("Score entry points is required", "points-possible-none"),
-    ("TeacherCategoryID is not active", "category-not-valid-for-section"),
-    ("An assignment already exists", "duplicate-destination-assignment"),
-    ("does not have an AssignmentStudentAssociation", "student-not-in-destination-section"),
-    ("Unable to find com.pearson.powerschool.xte.model.AssignmentSection", "destination-assignment-missing"),
-)
-
-
-def refusal_code(text: str) -> str:
-    for needle, code in REFUSALS:
-        if needle in text:
-            return code
-    return "destination-rejected"
-
-
-def refusal_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300]
-    parts = [str(body.get("message", ""))] if isinstance(body, dict) else []
-    for error in (body.get("errors") or []) if isinstance(body, dict) else []:
-        parts.append(" ".join(str(error.get(k, "")) for k in ("field", "code") if error.get(k)))
-    return "; ".join(p for p in parts if p)
+"""One assignment over several sections, teachers' own categories, server ids; a score is points,
+late and exempt (the missing flag is never set: seed 000 sends a missing grade as a blank)."""
 
 
 def score_row(section_assignment_id: str, write: ScoreWrite) -> dict[str, Any]:
@@ -107,87 +87,16 @@ def section_body(payload: AssignmentPayload, section_id: str) -> dict[str, Any]:
     }
 
 
-class PowerSchoolClient:
-    def __init__(
-        self,
-        base_url: str,
-        client_id: str,
-        client_secret: str,
-        *,
-        concurrency: int = 8,
-        policy: RetryPolicy | None = None,
-        timeout: float = 30.0,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.auth = ClientCredentials(f"{self.base_url}/oauth/access_token", client_id, client_secret)
-        self.http = HttpClient(
-            httpx.AsyncClient(
-                base_url=self.base_url,
-                auth=self.auth,
-                timeout=default_timeout(timeout),
-                limits=default_limits(concurrency),
-                headers={"Accept": "application/json"},
-            ),
-            name="powerschool",
-            concurrency=concurrency,
-            policy=policy,
-            classify=self._classify,
-        )
-
-    @staticmethod
-    def _classify(response: httpx.Response) -> RetryableError | object | None:
-        if response.status_code == 500 and "Unable to find" in response.text:
-            return PASS  # a real answer about a deleted assignment, not a passing fault
-        if response.status_code == 412 and "Resubmit" in response.text:
-            return RetryableError("PowerSchool asked to resubmit")
-        return None
-
-    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return await self.http.request(method, path, **kwargs)
-        except GaveUp as exc:
-            raise DestinationUnavailable(str(exc)) from exc
-        except TokenRefused as exc:
-            raise DestinationError(
-                "destination-auth",
-                f"PowerSchool refused the plugin credentials ({exc}). Check the client id and "
-                "secret of the plugin and save the connection again.",
-            ) from exc
-
-    async def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        response = await self.request("GET", path, params=params)
-        if response.status_code >= 400:
-            raise DestinationError(refusal_code(refusal_text(response)), refusal_text(response), response.status_code)
-        return response.json()
-
-    async def get_pages(self, path: str, plural: str, singular: str) -> list[Any]:
-        rows: list[Any] = []
-        page = 1
-        while True:
-            body = await self.get_json(path, {"page": page, "pagesize": PAGE_SIZE})
-            chunk = (body.get(plural) or {}).get(singular) or []
-            if isinstance(chunk, dict):
-                chunk = [chunk]
-            rows.extend(chunk)
-            if len(chunk) < PAGE_SIZE:
-                return rows
-            page += 1
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-
 class PowerTeacherProDestination(Destination):
     kind = "powerschool"
 
     def __init__(self, client: PowerSchoolClient, *, score_batch_size: int = 500) -> None:
         self.client = client
-        self.profile = DestinationProfile(name_max_length=50, score_batch_size=score_batch_size)
-        self.sections: dict[str, dict[str, Any]] = {}
-        self._school_students: dict[int, asyncio.Task[list[dict[str, Any]]]] = {}
+        self.capabilities = replace(CAPABILITIES, score_batch_size=score_batch_size)
 
-    def _teacher(self, section_ids: list[str] | tuple[str, ...]) -> str:
-        return str(self.sections[section_ids[0]]["staff_id"])
+    @staticmethod
+    def _teacher(context: DestinationContext, section_ids: list[str] | tuple[str, ...]) -> str:
+        return str(context.handles[section_ids[0]]["staff_id"])
 
     async def load_context(self, section_sis_ids: list[str]) -> DestinationContext:
         async def one_section(dcid: str) -> tuple[dict[str, Any], list[Any]] | None:
@@ -206,13 +115,14 @@ class PowerTeacherProDestination(Destination):
 
         found = await asyncio.gather(*(one_section(s) for s in section_sis_ids))
         sections: dict[str, DestinationSection] = {}
+        handles: dict[str, dict[str, Any]] = {}
         schools, teachers = set(), set()
         for result in found:
             if result is None:
                 continue
             section, roster = result
             key = str(section["id"])
-            self.sections[key] = section
+            handles[key] = {"staff_id": section["staff_id"], "term_id": section["term_id"]}
             schools.add(section["school_id"])
             teachers.add((section["staff_id"], section["term_id"] // 100))
             sections[key] = DestinationSection(
@@ -243,13 +153,13 @@ class PowerTeacherProDestination(Destination):
                     name=row["name"],
                     active=bool(row.get("isactive", True)),
                 )
-                for row in by_teacher.get(str(self.sections[key]["staff_id"]), [])
+                for row in by_teacher.get(str(handles[key]["staff_id"]), [])
             ]
             for key in sections
         }
         assignments, scores = await self._holdings(list(sections))
         return DestinationContext(sections=sections, categories=categories, student_ids=student_ids,
-                                  assignments=assignments, scores=scores, holdings_known=True)
+                                  assignments=assignments, scores=scores, holdings_known=True, handles=handles)
 
     async def _holdings(self, section_ids: list[str]
                         ) -> tuple[dict[str, ExistingAssignment], dict[tuple[str, str], ScorePayload]]:
@@ -260,7 +170,7 @@ class PowerTeacherProDestination(Destination):
             "POST", "/ws/xte/assignment/lookup", json={"section_ids": [int(s) for s in section_ids]},
             idempotent=True)
         if response.status_code >= 400:
-            raise self._refused(response)
+            raise refused(response)
         assignments: dict[str, ExistingAssignment] = {}
         scores: dict[tuple[str, str], ScorePayload] = {}
         for row in response.json():
@@ -277,47 +187,42 @@ class PowerTeacherProDestination(Destination):
         return assignments, scores
 
     async def _students_of(self, school: int) -> list[dict[str, Any]]:
-        """A school's students, read once per connector: every course of a run shares them."""
-        if school not in self._school_students:
-            self._school_students[school] = asyncio.ensure_future(self.client.get_pages(
-                f"/ws/v1/school/{school}/student", "students", "student"))
-        return await asyncio.shield(self._school_students[school])
+        """A school's students, read once per client: every course of a run shares them."""
+        return await self.client.cached_pages(f"/ws/v1/school/{school}/student", "students", "student")
 
-    def _refused(self, response: httpx.Response) -> DestinationError:
-        text = refusal_text(response)
-        return DestinationError(refusal_code(text), text, response.status_code)
-
-    async def create_assignment(self, payload: AssignmentPayload) -> CreatedAssignment:
+    async def create_assignment(self, context: DestinationContext, payload: AssignmentPayload) -> CreatedAssignment:
         body = {"_assignmentsections": [section_body(payload, s) for s in payload.section_ids]}
         try:
             response = await self.client.request(
                 "POST", "/ws/xte/section/assignment/",
-                params={"users_dcid": self._teacher(payload.section_ids)}, json=body,
+                params={"users_dcid": self._teacher(context, payload.section_ids)}, json=body,
             )
         except UncertainWrite as exc:
-            raise DestinationUnavailable(str(exc)) from exc
+            raise OutcomeUnknown(str(exc)) from exc
         if response.status_code != 201:
-            raise self._refused(response)
+            raise refused(response)
         assignment_id = response.headers["location"].rstrip("/").rsplit("/", 1)[-1]
         header = response.headers.get("assignmentsectionids")
         if header:
             asids = [str(a) for a in json.loads(header)]
             return CreatedAssignment(assignment_id, dict(zip(payload.section_ids, asids, strict=True)))
-        return await self._read_assignment(assignment_id, payload.section_ids)
+        return await self._read_assignment(context, assignment_id, payload.section_ids)
 
-    async def _read_assignment(self, assignment_id: str, section_ids: tuple[str, ...]) -> CreatedAssignment:
+    async def _read_assignment(self, context: DestinationContext, assignment_id: str,
+                               section_ids: tuple[str, ...]) -> CreatedAssignment:
         body = await self.client.get_json(
-            f"/ws/xte/section/assignment/{assignment_id}", {"users_dcid": self._teacher(section_ids)}
+            f"/ws/xte/section/assignment/{assignment_id}", {"users_dcid": self._teacher(context, section_ids)}
         )
         return CreatedAssignment(
             assignment_id,
             {str(s["sectionsdcid"]): str(s["assignmentsectionid"]) for s in body["_assignmentsections"]},
         )
 
-    async def find_assignment(self, payload: AssignmentPayload) -> CreatedAssignment | None:
+    async def find_assignment(self, context: DestinationContext,
+                              payload: AssignmentPayload) -> CreatedAssignment | None:
         rows = await self.client.get_json(
             "/ws/xte/section/assignment/",
-            {"users_dcid": self._teacher(payload.section_ids), "section_ids": ",".join(payload.section_ids)},
+            {"users_dcid": self._teacher(context, payload.section_ids), "section_ids": ",".join(payload.section_ids)},
         )
         due = payload.due_date.isoformat()
         for row in rows:
@@ -331,37 +236,35 @@ class PowerTeacherProDestination(Destination):
                 )
         return None
 
-    async def update_assignment(self, created: CreatedAssignment, payload: AssignmentPayload) -> CreatedAssignment:
+    async def update_assignment(self, context: DestinationContext, created: CreatedAssignment,
+                                payload: AssignmentPayload) -> CreatedAssignment:
         body = {"_assignmentsections": [section_body(payload, s) for s in payload.section_ids]}
         response = await self.client.request(
             "PUT", f"/ws/xte/section/assignment/{created.dest_id}",
-            params={"users_dcid": self._teacher(payload.section_ids)}, json=body,
+            params={"users_dcid": self._teacher(context, payload.section_ids)}, json=body,
         )
-        if response.status_code == 404:
-            raise DestinationError("destination-assignment-missing", refusal_text(response), 404)
         if response.status_code >= 400:
-            raise self._refused(response)
+            raise refused(response)
         header = response.headers.get("assignmentsectionids")
         if header:
             asids = [str(a) for a in json.loads(header)]
             return CreatedAssignment(created.dest_id, dict(zip(payload.section_ids, asids, strict=True)))
-        return await self._read_assignment(created.dest_id, payload.section_ids)
+        return await self._read_assignment(context, created.dest_id, payload.section_ids)
 
-    async def delete_assignment(self, created: CreatedAssignment) -> None:
-        teacher = self._teacher(tuple(created.section_assignment_ids))
+    async def delete_assignment(self, context: DestinationContext, created: CreatedAssignment) -> None:
+        teacher = self._teacher(context, tuple(created.section_assignment_ids))
         response = await self.client.request(
             "DELETE", f"/ws/xte/section/assignment/{created.dest_id}", params={"users_dcid": teacher, "force": "true"}
         )
         if response.status_code not in (204, 404):
-            raise self._refused(response)
+            raise refused(response)
 
-    async def write_scores(
-        self, section_id: str, section_assignment_id: str, writes: list[ScoreWrite]
-    ) -> list[ScoreRejection]:
-        section = self.sections[section_id]
+    async def write_scores(self, context: DestinationContext, section_id: str, section_assignment_id: str,
+                           writes: list[ScoreWrite]) -> list[ScoreRejection]:
+        section = context.handles[section_id]
         params = {"users_dcid": section["staff_id"], "status": "A", "term_id": section["term_id"]}
         rejected: list[ScoreRejection] = []
-        size = self.profile.score_batch_size
+        size = self.capabilities.score_batch_size
         for start in range(0, len(writes), size):
             batch = writes[start : start + size]
             while batch:
@@ -369,10 +272,12 @@ class PowerTeacherProDestination(Destination):
                 response = await self.client.request("PUT", "/ws/xte/score", params=params, json=body)
                 if response.status_code == 200:
                     break
-                refused = self._refused(response)
+                refusal = refused(response)
+                if isinstance(refusal, TargetGone):
+                    raise refusal
                 offenders = self._offenders(response)
                 if response.status_code != 409 or not offenders:
-                    rejected.extend(ScoreRejection(w.student_dest_id, refused.code, refused.detail) for w in batch)
+                    rejected.extend(ScoreRejection(w.student_dest_id, refusal.code, refusal.detail) for w in batch)
                     break
                 for write in batch:
                     if write.student_dest_id in offenders:
@@ -394,7 +299,8 @@ class PowerTeacherProDestination(Destination):
             if isinstance(e.get("params"), dict) and "student_dcid" in e["params"]
         }
 
-    async def read_scores(self, section_ids: list[str]) -> dict[tuple[str, str], ScorePayload]:
+    async def read_scores(self, context: DestinationContext,
+                          section_ids: list[str]) -> dict[tuple[str, str], ScorePayload]:
         return (await self._holdings(section_ids))[1]
 
     async def aclose(self) -> None:

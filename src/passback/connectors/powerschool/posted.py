@@ -14,14 +14,17 @@ import asyncio
 import hashlib
 from typing import Any
 
-from passback.connectors.powerschool.destination import PowerSchoolClient
-from passback.statereport.csv_source import COLUMNS, PostedExport, RowProblem
+from passback.connectors.base import PostedGradesSource
+from passback.connectors.powerschool.client import PowerSchoolClient
+from passback.model.posted_rows import COLUMNS, PostedExport, RowProblem
 
 PAGE = 100
 YEAR_ZERO = 1991  # PowerSchool's yearid 36 is the 2026-2027 school year, reported as 2027
 
 
-class PowerSchoolPostedGrades:
+class PowerSchoolPostedGrades(PostedGradesSource):
+    kind = "powerschool"
+
     def __init__(self, client: PowerSchoolClient) -> None:
         self.client = client
 
@@ -32,6 +35,9 @@ class PowerSchoolPostedGrades:
                                  {"projection": "*", "page": page, "pagesize": PAGE})
             for page in range(1, -(-count // PAGE) + 1)))
         return [record["tables"]["storedgrades"] for body in pages for record in body.get("record") or []]
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
     async def read(self) -> PostedExport:
         stored = await self._stored()

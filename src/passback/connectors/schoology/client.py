@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from authlib.oauth1 import SIGNATURE_HMAC_SHA1, ClientAuth
 
-from passback.connectors.base import SourceError
+from passback.connectors.schoology.errors import refused, unreachable
 from passback.connectors.http import GaveUp, HttpClient, RetryPolicy, default_limits, default_timeout
 
 PAGE_LIMIT = 200
@@ -48,14 +48,10 @@ class SchoologyClient:
             if response.status_code == 303:
                 response = await self.http.request("GET", response.headers["location"])
         except GaveUp as exc:
-            raise SourceError(f"Schoology did not answer: {exc}. Check the Schoology URL and try again.") from exc
-        if response.status_code == 401:
-            raise SourceError(f"Schoology refused the API key ({response.text.strip()[:120]}). "
-                              "Check the consumer key and secret and save the connection again.")
-        if response.status_code in (403, 404):
-            raise SourceError(f"Schoology has no such record, or this key may not see it: {url}.")
-        if response.status_code >= 400:
-            raise SourceError(f"Schoology answered HTTP {response.status_code} for {url}: {response.text[:200]}")
+            raise unreachable(exc) from exc
+        refusal = refused(response, url)
+        if refusal is not None:
+            raise refusal
         return response
 
     async def get(self, path: str, params: dict[str, Any] | None = None) -> Any:

@@ -15,7 +15,9 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from passback.connectors.base import AssignmentChanges, Source, SourceError
+from passback.connectors.base import Source
+from passback.errors import SourceError
+from passback.model.values import AssignmentChanges
 from passback.connectors.schoology.client import SchoologyClient
 from passback.model import (
     AssignedTo,

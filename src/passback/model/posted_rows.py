@@ -1,4 +1,7 @@
-"""Posted grades from a SIS export (CSV), one row per posted grade.
+"""The posted-grades row format every posted-grades source gives, and its parsing.
+
+A CSV export has these columns; PowerSchool's stored grades are read into the same rows,
+so one state-reporting pipeline serves both.
 
 Columns: posted_id, student_id, student_name, section_id, course_number, course_name,
 school_id, school_year, grading_task, grading_task_code, term_name, term_start,
@@ -10,11 +13,8 @@ still read.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 
 from passback.model import PostedGrade, Term
 
@@ -62,7 +62,7 @@ class PostedExport:
         return {p: g for p in wanted if (g := self.grade(p)) is not None}
 
 
-def _flag(value: str | None, default: bool = False) -> bool:
+def flag(value: str | None, default: bool = False) -> bool:
     if value is None or value.strip() == "":
         return default
     return value.strip().lower() in ("1", "true", "yes", "y", "x")
@@ -98,68 +98,11 @@ def parse_row(row: dict[str, str]) -> PostedGrade:
         term=_term(row.get("term_name") or "", row["term_start"], row["term_end"]),
         score=_number(row.get("score")), letter=row.get("letter") or None,
         posted_at=datetime.fromisoformat(row["posted_at"]) if row.get("posted_at") else None,
-        deleted=_flag(row.get("deleted")), standard=_flag(row.get("standard")),
-        course_active=_flag(row.get("course_active"), default=True),
-        state_report_exclude=_flag(row.get("state_report_exclude")), school_exclude=_flag(row.get("school_exclude")),
-        calendar_exclude=_flag(row.get("calendar_exclude")), credits_earned=_number(row.get("credits_earned")),
+        deleted=flag(row.get("deleted")), standard=flag(row.get("standard")),
+        course_active=flag(row.get("course_active"), default=True),
+        state_report_exclude=flag(row.get("state_report_exclude")), school_exclude=flag(row.get("school_exclude")),
+        calendar_exclude=flag(row.get("calendar_exclude")), credits_earned=_number(row.get("credits_earned")),
         subject_code=row.get("subject_code") or None,
     )
 
 
-def export_digest(path: Path) -> str | None:
-    """One hash over the whole export: the cheapest way to know nothing in it changed."""
-    if not path.exists():
-        return None
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_export(path: Path) -> PostedExport:
-    rows: dict[str, tuple[int, list[str]]] = {}
-    hashes: dict[str, str] = {}
-    deleted: set[str] = set()
-    problems: list[RowProblem] = []
-    if not path.exists():
-        return PostedExport([], {}, {}, [RowProblem(0, f"the export {path} does not exist; check the csv connection's "
-                                                          "path")], set())
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            return PostedExport([], {}, {}, [RowProblem(1, "the file is empty; export the posted grades with a header row")],
-                                set())
-        names = [h.strip() for h in header]
-        unknown = [n for n in REQUIRED if n not in names]
-        if unknown:
-            return PostedExport(names, {}, {}, [RowProblem(1, f"the header lacks {', '.join(unknown)}; "
-                                                              f"the columns are: {', '.join(COLUMNS)}")], set())
-        at_id, at_deleted = names.index("posted_id"), names.index("deleted") if "deleted" in names else None
-        for line, values in enumerate(reader, start=2):
-            posted_id = values[at_id].strip() if len(values) > at_id else ""
-            if not posted_id:
-                problems.append(RowProblem(line, f"row {line}: missing posted_id; fix the row in the export and sync again"))
-                continue
-            rows[posted_id] = (line, values)
-            hashes[posted_id] = hashlib.md5("\x1f".join(values).encode(), usedforsecurity=False).hexdigest()
-            if at_deleted is not None and len(values) > at_deleted and _flag(values[at_deleted]):
-                deleted.add(posted_id)
-    return PostedExport(names, rows, hashes, problems, deleted)
-
-
-def write_export(path: Path, grades: list[PostedGrade]) -> None:
-    """The export format, written (used by the sandbox and the benchmark)."""
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        for g in grades:
-            writer.writerow([g.source_id, g.student_id, g.student_name, g.section_id, g.course_number, g.course_name,
-                             g.school_id, g.school_year, g.grading_task, g.grading_task_code or "", g.term.name,
-                             g.term.start.isoformat() if g.term.start else "", g.term.end.isoformat() if g.term.end else "",
-                             "" if g.score is None else f"{g.score:g}", g.letter or "",
-                             g.posted_at.isoformat() if g.posted_at else "", int(g.deleted), int(g.standard),
-                             int(g.course_active), int(g.state_report_exclude), int(g.school_exclude),
-                             int(g.calendar_exclude), "" if g.credits_earned is None else f"{g.credits_earned:g}",
-                             g.subject_code or ""])

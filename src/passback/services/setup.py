@@ -12,21 +12,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from passback.connectors.base import AssignmentChanges, DestinationContext
+from passback.errors import Invalid, NotFound
 from passback.model import CourseSnapshot
-from passback.plan import ASSIGNMENT, SCORE, Plan, Scope, assignment_key, resolve_categories
+from passback.model.values import AssignmentChanges, DestinationContext
+from passback.pipeline.gradebook import plan_course
+from passback.pipeline.plan import ASSIGNMENT, SCORE, Plan, Scope, assignment_key, resolve_categories
 from passback.rules.catalogue import entry
 from passback.rules.fixes import Fix, propose_fixes
-from passback.runner.inprocess import OpenRoute, Route, open_route
+from passback.services.connections import OpenRoute, Route, open_route
+from passback.services.runs import run_options
 from passback.settings import Settings
 from passback.store.db import Store
 from passback.store.identity import SYNCED, IdentityRow, delete_identities, load_identities, upsert_identities
 from passback.store.setup import CategoryMapping, delete_mapping, load_mappings, save_mapping, save_switch
-from passback.sync import SyncRequest, plan_course
 
 
-class SetupError(ValueError):
+class SetupError(Invalid):
     """A setup request that cannot be done as asked; the message says why and what to do."""
+
+
+class SetupNotFound(NotFound):
+    """A setup request names a course, category or assignment that is not there."""
 
 
 async def _read_both(opened: OpenRoute, course_id: str) -> tuple[CourseSnapshot, DestinationContext]:
@@ -77,7 +83,7 @@ async def map_category(store: Store, settings: Settings, route: Route, course_id
         source = next((c for c in snapshot.categories if c.source_id == source_category_id), None)
         if source is None:
             names = ", ".join(f"{c.source_id} ({c.name})" for c in snapshot.categories)
-            raise SetupError(f"Course {course_id} has no category {source_category_id}; its categories: {names}.")
+            raise SetupNotFound(f"Course {course_id} has no category {source_category_id}; its categories: {names}.")
         valid = _dest_categories(context)
         if dest_category_id not in valid:
             names = ", ".join(f"{k} ({v.name})" for k, v in valid.items())
@@ -141,10 +147,10 @@ async def link_assignment(store: Store, settings: Settings, route: Route, course
     async with open_route(store, settings, route) as opened:
         snapshot, context = await _read_both(opened, course_id)
         if not any(a.source_id == assignment_id for a in snapshot.assignments):
-            raise SetupError(f"Course {course_id} has no assignment {assignment_id}.")
+            raise SetupNotFound(f"Course {course_id} has no assignment {assignment_id}.")
         existing = context.assignments.get(dest_assignment_id)
         if existing is None:
-            raise SetupError(
+            raise SetupNotFound(
                 f"The destination has no assignment {dest_assignment_id} in this course's sections; "
                 "list them with `passback check --course " + course_id + "`.")
         key = assignment_key(course_id, assignment_id)
@@ -173,7 +179,7 @@ async def unlink_assignment(store: Store, settings: Settings, route: Route, cour
 
 def _relink(store: Store, opened: OpenRoute, key: str, row: IdentityRow | None) -> None:
     scores = load_identities(store, opened.pairing, (SCORE,), key + ":")
-    with store.write_lock, store.engine.begin() as db:
+    with store.transaction() as db:
         delete_identities(db, opened.pairing, [(ASSIGNMENT, key), *scores])
         if row is not None:
             upsert_identities(db, store, opened.pairing, [row])
@@ -210,12 +216,10 @@ async def check_course(store: Store, settings: Settings, route: Route, course_id
 
 
 async def _readiness(store: Store, settings: Settings, opened: OpenRoute, course_id: str) -> Readiness:
-    request = SyncRequest(scope=Scope(course_id=course_id), dry_run=True,
-                          district_title_limit=settings.district_title_limit,
-                          block_closed_terms=settings.block_closed_terms)
     snapshot = await opened.source.read_course(course_id)
-    plan: Plan = await plan_course(store, opened.source, opened.destination, opened.pairing, request,
-                                   snapshot=snapshot)
+    plan: Plan
+    plan, _ = await plan_course(store, opened.connectors, opened.pairing, Scope(course_id=course_id),
+                                run_options(settings), snapshot=snapshot)
     readiness = Readiness(course_id)
     blocked = []
     by_id = {a.source_id: a for a in snapshot.assignments}
@@ -233,7 +237,7 @@ async def _readiness(store: Store, settings: Settings, opened: OpenRoute, course
     mappings = load_mappings(store, opened.pairing, course_id)
     targets = resolve_categories(snapshot, {k: m.dest_category_id for k, m in mappings.items()})
     readiness.fixes = propose_fixes(
-        blocked, limit=min(settings.district_title_limit, opened.destination.profile.name_max_length),
+        blocked, limit=min(settings.district_title_limit, opened.destination.capabilities.name_max_length),
         categories={c.source_id: c for c in snapshot.categories}, mapped_category_ids=frozenset(targets),
     )
     return readiness

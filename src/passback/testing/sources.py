@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from passback.connectors.base import Source, SourceError
+from passback.connectors.base import Source
+from passback.errors import SourceError
 
 
 class SourceContract:

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from passback.emulation.faults import FaultConfig, FaultMiddleware
-from passback.emulation.state import StateFile
+from passback.emulators.faults import FaultConfig, FaultMiddleware
+from passback.emulators.state import StateFile
 
 
 def emulator_app(

@@ -17,15 +17,9 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from passback.connectors.base import (
-    BLANK,
-    AssignmentPayload,
-    DestinationContext,
-    DestinationProfile,
-    ScorePayload,
-)
 from passback.convert.scores import convert_score
 from passback.model import AssignedTo, Assignment, CourseSnapshot, Score
+from passback.model.values import BLANK, AssignmentPayload, Capabilities, DestinationContext, ScorePayload
 from passback.rules.assignment_rules import AssignmentRuleContext, check_assignment
 from passback.rules.findings import Finding
 from passback.rules.score_rules import check_score
@@ -151,7 +145,7 @@ class PlanInputs:
     snapshot: CourseSnapshot
     destination: DestinationContext
     identities: IdentityIndex
-    profile: DestinationProfile
+    capabilities: Capabilities
     district_title_limit: int
     scope: Scope
     course_url: str | None = None
@@ -181,7 +175,7 @@ def build_plan(inputs: PlanInputs) -> Plan:
         term=snapshot.course.term,
         categories=categories,
         mapped_category_ids=frozenset(category_targets),
-        profile=inputs.profile,
+        capabilities=inputs.capabilities,
         district_title_limit=inputs.district_title_limit,
         today=inputs.today if inputs.block_closed_terms else None,
     )
@@ -269,9 +263,9 @@ def _plan_assignment(
         finding = Finding("destination-assignment-missing", names | {"dest_assignment_id": identity.dest_id})
         return AssignmentStep(action=RELEASE, findings=(finding,), **base)
 
-    target = category_targets[assignment.category_id or ""]
+    target = category_targets.get(assignment.category_id or "")
     category_ids: dict[str, str] = {}
-    for dest_section in dest_sections:
+    for dest_section in dest_sections if inputs.capabilities.has_categories else ():
         valid = {c.dest_id for c in dest.categories.get(dest_section, []) if c.active}
         if target not in valid:
             finding = Finding("category-not-valid-for-section", names | {
@@ -362,6 +356,8 @@ def _plan_score(
             })
         return ScoreStep(action=SKIP if finding.outcome == "skipped" else ERROR, finding=finding, **base)
     payload = None if finding is not None else convert_score(score, assignment, inputs.snapshot.grading_scheme)
+    if payload is not None:
+        payload = payload.held_by(inputs.capabilities.score_fields)
     if payload is None:
         if not written:
             return ScoreStep(action=SKIP, finding=Finding("student-not-graded", base_context(score, section_id)),

@@ -46,9 +46,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from passback.emulation.app import emulator_app
-from passback.emulation.faults import FaultConfig
-from passback.emulation.state import StateFile
+from passback.emulators.app import emulator_app
+from passback.emulators.faults import FaultConfig
+from passback.emulators.state import StateFile
 
 NOT_FOUND = {"errors": [{"message": "The specified resource does not exist."}]}
 THROTTLED_BODY = "403 Forbidden (Rate Limit Exceeded)\n"

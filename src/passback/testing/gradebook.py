@@ -13,13 +13,9 @@ from typing import Any
 
 import pytest
 
-from passback.connectors.base import (
-    AssignmentPayload,
-    Destination,
-    DestinationError,
-    ScorePayload,
-    ScoreWrite,
-)
+from passback.connectors.base import Destination
+from passback.errors import DestinationError
+from passback.model.values import AssignmentPayload, ScorePayload, ScoreWrite
 
 
 def payload_for(setup: dict[str, Any], name: str = "Lab 1", **changes: Any) -> AssignmentPayload:
@@ -44,48 +40,48 @@ class DestinationContract:
 
     @pytest.mark.anyio
     async def test_create_find_update_delete(self, destination: Destination, setup: dict[str, Any]) -> None:
-        await destination.load_context(setup["section_ids"])
+        ctx = await destination.load_context(setup["section_ids"])
         payload = payload_for(setup)
-        created = await destination.create_assignment(payload)
+        created = await destination.create_assignment(ctx, payload)
         assert set(created.section_assignment_ids) == set(setup["section_ids"])
-        assert await destination.find_assignment(payload) == created
+        assert await destination.find_assignment(ctx, payload) == created
         changed = replace(payload, name="Lab 1 (revised)", points_possible=25.0)
-        updated = await destination.update_assignment(created, changed)
+        updated = await destination.update_assignment(ctx, created, changed)
         assert updated.section_assignment_ids == created.section_assignment_ids
-        assert await destination.find_assignment(payload) is None
-        assert await destination.find_assignment(changed) == created
-        await destination.delete_assignment(created)
-        assert await destination.find_assignment(changed) is None
+        assert await destination.find_assignment(ctx, payload) is None
+        assert await destination.find_assignment(ctx, changed) == created
+        await destination.delete_assignment(ctx, created)
+        assert await destination.find_assignment(ctx, changed) is None
 
     @pytest.mark.anyio
     async def test_scores_are_upserts_and_blanks_clear(self, destination: Destination, setup: dict[str, Any]) -> None:
-        await destination.load_context(setup["section_ids"])
-        created = await destination.create_assignment(payload_for(setup, "Lab 2"))
+        ctx = await destination.load_context(setup["section_ids"])
+        created = await destination.create_assignment(ctx, payload_for(setup, "Lab 2"))
         section = setup["section_ids"][0]
         asid = created.section_assignment_ids[section]
         student = setup["enrolled_student"]
         for payload in (ScorePayload(points=18.5, late=True), ScorePayload(points=19.0)):
-            assert await destination.write_scores(section, asid, [ScoreWrite(student, payload)]) == []
-        held = await destination.read_scores(setup["section_ids"])
+            assert await destination.write_scores(ctx, section, asid, [ScoreWrite(student, payload)]) == []
+        held = await destination.read_scores(ctx, setup["section_ids"])
         assert held[(asid, student)] == ScorePayload(points=19.0)
-        assert await destination.write_scores(section, asid, [ScoreWrite(student, ScorePayload(points=None, exempt=True))]) == []
-        assert (await destination.read_scores(setup["section_ids"]))[(asid, student)] == ScorePayload(points=None, exempt=True)
-        assert await destination.write_scores(section, asid, [ScoreWrite(student, ScorePayload(points=None))]) == []
-        assert (asid, student) not in await destination.read_scores(setup["section_ids"])
+        assert await destination.write_scores(ctx, section, asid, [ScoreWrite(student, ScorePayload(points=None, exempt=True))]) == []
+        assert (await destination.read_scores(ctx, setup["section_ids"]))[(asid, student)] == ScorePayload(points=None, exempt=True)
+        assert await destination.write_scores(ctx, section, asid, [ScoreWrite(student, ScorePayload(points=None))]) == []
+        assert (asid, student) not in await destination.read_scores(ctx, setup["section_ids"])
 
     @pytest.mark.anyio
     async def test_one_refused_student_does_not_stop_the_others(self, destination: Destination, setup: dict[str, Any]) -> None:
-        await destination.load_context(setup["section_ids"])
-        created = await destination.create_assignment(payload_for(setup, "Lab 3"))
+        ctx = await destination.load_context(setup["section_ids"])
+        created = await destination.create_assignment(ctx, payload_for(setup, "Lab 3"))
         section = setup["section_ids"][0]
         asid = created.section_assignment_ids[section]
         writes = [ScoreWrite(setup["enrolled_student"], ScorePayload(points=10.0)),
                   ScoreWrite(setup["other_student"], ScorePayload(points=11.0))]
-        rejected = await destination.write_scores(section, asid, writes)
+        rejected = await destination.write_scores(ctx, section, asid, writes)
         assert [(r.student_dest_id, r.code) for r in rejected] == [
             (setup["other_student"], "student-not-in-destination-section")]
         assert "AssignmentStudentAssociation" in rejected[0].detail
-        held = await destination.read_scores(setup["section_ids"])
+        held = await destination.read_scores(ctx, setup["section_ids"])
         assert held[(asid, setup["enrolled_student"])] == ScorePayload(points=10.0)
 
     @pytest.mark.anyio
@@ -95,18 +91,18 @@ class DestinationContract:
     ])
     async def test_refusals_come_back_as_catalogue_codes(self, destination: Destination, setup: dict[str, Any],
                                                          changes: dict[str, Any], code: str) -> None:
-        await destination.load_context(setup["section_ids"])
+        ctx = await destination.load_context(setup["section_ids"])
         if changes.get("category_ids") == "inactive":
             changes = {"category_ids": dict(setup["inactive_categories"])}
         with pytest.raises(DestinationError) as refused:
-            await destination.create_assignment(payload_for(setup, **changes))
+            await destination.create_assignment(ctx, payload_for(setup, **changes))
         assert refused.value.code == code
 
     @pytest.mark.anyio
     async def test_same_name_and_due_date_is_refused(self, destination: Destination, setup: dict[str, Any]) -> None:
-        await destination.load_context(setup["section_ids"])
-        await destination.create_assignment(payload_for(setup, "Lab 4"))
+        ctx = await destination.load_context(setup["section_ids"])
+        await destination.create_assignment(ctx, payload_for(setup, "Lab 4"))
         with pytest.raises(DestinationError) as refused:
-            await destination.create_assignment(payload_for(setup, "Lab 4"))
+            await destination.create_assignment(ctx, payload_for(setup, "Lab 4"))
         assert refused.value.code == "duplicate-destination-assignment"
         assert "An assignment already exists with this name Lab 4 and due date 2026-09-15" in refused.value.detail

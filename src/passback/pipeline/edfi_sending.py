@@ -13,24 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from passback.connectors.edfi.client import EdFiAnswer, EdFiClient, _json
-from passback.connectors.edfi.curl_sender import CurlSender, Posted
+from passback.connectors.base import RecordAnswer, RecordsDestination
+from passback.connectors.edfi.client import _json
+from passback.connectors.edfi.curl_sender import Posted
 from passback.convert.edfi import natural_key
 from passback.rules.catalogue import entry
-from passback.store.db import Store
-from passback.store.history import ItemOutcome, record_items
-from passback.store.identity import (
-    SYNCED,
-    IdentityRow,
-    Pairing,
-    delete_identities,
-    upsert_identities,
-)
+from passback.pipeline.record import Recorder
+from passback.store.history import ItemOutcome
+from passback.store.identity import SYNCED, IdentityRow
 
 GRADE = "edfi-grade"
 RESOURCE = "grades"
@@ -61,22 +55,16 @@ class GradePlan:
 
 
 class GradeSender:
-    """Carries out a run's plan and records every answer; one per run."""
+    """Carries out a run's plan and records every answer through the run's recorder; one per run."""
 
-    def __init__(self, store: Store, pairing: Pairing, client: EdFiClient, run_id: str, counts: dict[str, int],
-                 concurrency: int) -> None:
-        self.store, self.pairing, self.client, self.run_id = store, pairing, client, run_id
-        self.counts = counts
+    def __init__(self, ods: RecordsDestination, recorder: Recorder, concurrency: int) -> None:
+        self.ods = ods
+        self.recorder = recorder
         self.concurrency = concurrency
         self.failed: set[str] = set()
-        self.items: list[ItemOutcome] = []
-        self.rows: list[IdentityRow] = []
-        self.gone: list[tuple[str, str]] = []
         self.retry: list[Write] = []
         self.in_flight: dict[int, Write] = {}
         self.tags = itertools.count()
-        self.token_refused = False
-        self.recording = 0.0  # seconds spent writing to the store
 
     async def send(self, first: GradePlan, later: Iterator[GradePlan]) -> set[str]:
         """Send ``first`` (deletes, then POSTs) and then every plan of ``later``; the posted ids that failed.
@@ -92,26 +80,16 @@ class GradeSender:
         try:
             head = next(bodies, None)
             if head is not None:
-                url = await self.client.post_url(RESOURCE)
-                token = self.client.token or await self.client.authenticate()
-                sender = CurlSender(self.concurrency, self.client.timeout_seconds)
-                try:
-                    await asyncio.to_thread(sender.stream, url, [f"Authorization: Bearer {token}"],
-                                            itertools.chain([head], bodies), self._answer)
-                finally:
-                    self.client.count_many(sender.requests)
-                if self.token_refused:
-                    await self.client.authenticate(stale=token)
+                await self.ods.stream_upserts(RESOURCE, itertools.chain([head], bodies), self._answer)
             retry, self.retry = self.retry, []
             await self._careful(retry)
         finally:
-            self._record()  # every acknowledged write is kept, even when the run stops here
+            self.recorder.flush()  # every acknowledged write is kept, even when the run stops here
         return self.failed
 
     def _take(self, plan: GradePlan) -> None:
         for item in plan.items:
-            self.counts[item.outcome] += 1
-        self.items.extend(plan.items)
+            self.recorder.add_one(item)
 
     def _later(self, plan: GradePlan) -> Iterator[tuple[int, bytes]]:
         self._take(plan)
@@ -138,39 +116,23 @@ class GradeSender:
             self._settle(write, ("created" if answer.status == 201 else "updated",
                                  location[location.rfind("/") + 1:] or None))
         elif answer.status in REFUSALS:
-            self._settle(write, refused_post(write, EdFiAnswer(answer.status, None, _json(answer.body))))
+            self._settle(write, refused_post(write, RecordAnswer(answer.status, None, _json(answer.body))))
         else:  # no answer, throttled, a passing server error, or an expired token
-            self.token_refused |= answer.status == 401
             self.retry.append(write)
-        if len(self.items) >= BATCH:
-            self._record()
 
     def _settle(self, write: Write, outcome: tuple[str, str | None] | ItemOutcome) -> None:
         if isinstance(outcome, ItemOutcome):
             self.failed.add(write.posted_id)
-            self.items.append(outcome)
-            self.counts["error"] += 1
+            self.recorder.add_one(outcome)
             return
         verb, record_id = outcome
-        self.counts[verb] += 1
-        self.items.append(ItemOutcome(GRADE, write.identity_key, verb, dest_id=record_id))
+        item = ItemOutcome(GRADE, write.identity_key, verb, dest_id=record_id)
         if write.action == "delete":
-            self.gone.append((GRADE, write.identity_key))
+            self.recorder.add_one(item, released=(GRADE, write.identity_key))
         else:
             assert write.record is not None
-            self.rows.append(IdentityRow(GRADE, write.identity_key, record_id, write.value_hash, None, SYNCED,
-                                         natural_key=list(natural_key(write.record))))
-
-    def _record(self) -> None:
-        rows, items, gone = self.rows, self.items, self.gone
-        self.rows, self.items, self.gone = [], [], []
-        if rows or items or gone:
-            started = time.perf_counter()
-            with self.store.write_lock, self.store.engine.begin() as db:
-                delete_identities(db, self.pairing, gone)
-                upsert_identities(db, self.store, self.pairing, rows)
-                record_items(db, self.run_id, items)
-            self.recording += time.perf_counter() - started
+            self.recorder.add_one(item, IdentityRow(GRADE, write.identity_key, record_id, write.value_hash, None,
+                                                    SYNCED, natural_key=list(natural_key(write.record))))
 
     async def _careful(self, writes: list[Write]) -> None:
         """One write at a time per connection, each with the client's retries: deletes and leftovers."""
@@ -186,13 +148,13 @@ class GradeSender:
     async def _one(self, write: Write) -> tuple[str, str | None] | ItemOutcome:
         try:
             if write.action in ("delete", "replace") and write.old_id:
-                gone = await self.client.delete(RESOURCE, write.old_id)
+                gone = await self.ods.delete(RESOURCE, write.old_id)
                 if gone.status not in (204, 404):
                     return refused(write, gone.detail)
                 if write.action == "delete":
                     return "deleted", write.old_id
             assert write.body is not None
-            answer = await self.client.upsert(RESOURCE, write.body)
+            answer = await self.ods.upsert(RESOURCE, write.body)
         except Exception as exc:  # noqa: BLE001 - unreachable or refused: the item says which
             return refused(write, str(exc), "destination-unreachable")
         if not answer.ok:
@@ -200,7 +162,7 @@ class GradeSender:
         return ("created" if answer.status == 201 else "updated"), answer.record_id
 
 
-def refused_post(write: Write, answer: EdFiAnswer) -> ItemOutcome:
+def refused_post(write: Write, answer: RecordAnswer) -> ItemOutcome:
     """A POST the ODS refused: a 409 is a reference it does not hold, anything else a rejection."""
     code = "edfi-unresolved-reference" if answer.status == 409 else "destination-rejected"
     return refused(write, answer.detail, code)

@@ -75,9 +75,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from passback.emulation.app import emulator_app
-from passback.emulation.faults import FaultConfig
-from passback.emulation.state import StateFile
+from passback.emulators.app import emulator_app
+from passback.emulators.faults import FaultConfig
+from passback.emulators.state import StateFile
 
 NAME_LIMIT = 50
 TOKEN_SECONDS = 3600

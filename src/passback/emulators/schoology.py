@@ -37,9 +37,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from passback.emulation.app import emulator_app
-from passback.emulation.faults import FaultConfig
-from passback.emulation.state import StateFile
+from passback.emulators.app import emulator_app
+from passback.emulators.faults import FaultConfig
+from passback.emulators.state import StateFile
 
 REPLAY_TEXT = "Duplicate timestamp/nonce combination, possible replay attack.  Request rejected."
 DEFAULT_LIMIT, MAX_LIMIT = 20, 200

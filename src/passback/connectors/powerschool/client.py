@@ -1,0 +1,102 @@
+"""PowerSchool's HTTP client: OAuth 2 plugin credentials, retries, paged v1 reads.
+
+The plugin's token comes from ``/oauth/access_token`` by client credentials; every
+request goes through :class:`~passback.connectors.http.HttpClient` (a cap on requests in
+flight, retries with backoff). Shared by the gradebook destination and the posted-grades
+reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from passback.connectors.http import PASS, GaveUp, HttpClient, RetryableError, RetryPolicy, default_limits, default_timeout
+from passback.connectors.oauth import ClientCredentials, TokenRefused
+from passback.connectors.powerschool.errors import refused
+from passback.errors import AuthRefused, OutcomeUnknown
+
+PAGE_SIZE = 100
+
+
+class PowerSchoolClient:
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        concurrency: int = 8,
+        policy: RetryPolicy | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._cache: dict[str, asyncio.Future[list[Any]]] = {}
+        self.auth = ClientCredentials(f"{self.base_url}/oauth/access_token", client_id, client_secret)
+        self.http = HttpClient(
+            httpx.AsyncClient(
+                base_url=self.base_url,
+                auth=self.auth,
+                timeout=default_timeout(timeout),
+                limits=default_limits(concurrency),
+                headers={"Accept": "application/json"},
+            ),
+            name="powerschool",
+            concurrency=concurrency,
+            policy=policy,
+            classify=self._classify,
+        )
+
+    @staticmethod
+    def _classify(response: httpx.Response) -> RetryableError | object | None:
+        if response.status_code == 500 and "Unable to find" in response.text:
+            return PASS  # a real answer about a deleted assignment, not a passing fault
+        if response.status_code == 412 and "Resubmit" in response.text:
+            return RetryableError("PowerSchool asked to resubmit")
+        return None
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self.http.request(method, path, **kwargs)
+        except GaveUp as exc:
+            raise OutcomeUnknown(str(exc)) from exc
+        except TokenRefused as exc:
+            raise AuthRefused(
+                None,
+                f"PowerSchool refused the plugin credentials ({exc}). Check the client id and "
+                "secret of the plugin and save the connection again.",
+            ) from exc
+
+    async def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        response = await self.request("GET", path, params=params)
+        if response.status_code >= 400:
+            raise refused(response)
+        return response.json()
+
+    async def get_pages(self, path: str, plural: str, singular: str) -> list[Any]:
+        rows: list[Any] = []
+        page = 1
+        while True:
+            body = await self.get_json(path, {"page": page, "pagesize": PAGE_SIZE})
+            chunk = (body.get(plural) or {}).get(singular) or []
+            if isinstance(chunk, dict):
+                chunk = [chunk]
+            rows.extend(chunk)
+            if len(chunk) < PAGE_SIZE:
+                return rows
+            page += 1
+
+    async def cached_pages(self, path: str, plural: str, singular: str) -> list[Any]:
+        """A listing read once per client and shared by every caller (a school's students).
+
+        A read cache, not state of the conversation: every course of a run asks for the
+        same schools' students, and they do not change within a run.
+        """
+        if path not in self._cache:
+            self._cache[path] = asyncio.ensure_future(self.get_pages(path, plural, singular))
+        return await asyncio.shield(self._cache[path])
+
+    async def aclose(self) -> None:
+        await self.http.aclose()

@@ -1,1 +1,0 @@
-"""Ways to run a sync: in-process here; the distributed engine calls the same function."""

@@ -1,0 +1,206 @@
+"""The runs service: submit a run, execute it, and sync many courses in this process.
+
+Every run goes through here, whichever pipeline and whoever asks: ``submit`` stores a
+queued run (its request is a plain value), ``execute`` claims it once and carries it out
+in one run context: a request meter, the phase clock, one recorder, and one failure
+policy (any exception ends the run as failed, with its reason; what was recorded before
+stays; an interrupted process leaves it "interrupted", never "running"). The CLI calls
+both inline; the REST API and the task engine call the same two functions.
+
+A dry run is never stored: :func:`preview` runs the same pipeline with a recorder that
+writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import structlog
+
+from passback.connectors.http import request_meter
+from passback.errors import Conflict, NotFound, PassbackError
+from passback.pipeline.edfi_sending import BATCH
+from passback.pipeline.gradebook import GradebookPipeline
+from passback.pipeline.plan import Plan, Scope
+from passback.pipeline.record import Recorder
+from passback.pipeline.run import (
+    Pipeline,
+    PipelineOutcome,
+    Progress,
+    RunContext,
+    RunOptions,
+    RunRequest,
+    RunResult,
+    RunScope,
+)
+from passback.pipeline.statereport import StateReportPipeline
+from passback.services.connections import Route, open_route, open_state_reporting
+from passback.settings import Settings
+from passback.store.db import Store
+from passback.store.history import FAILED, claim_run, finish_run, run_request, submit_run
+
+log = structlog.get_logger("passback.runs")
+
+PIPELINES: dict[str, Pipeline] = {p.name: p for p in (GradebookPipeline(), StateReportPipeline())}
+FLUSH_EVERY = {"gradebook": 1, "statereport": BATCH}  # a unit per assignment; Ed-Fi answers in batches
+INTERRUPTED = "interrupted"
+
+
+def run_options(settings: Settings) -> RunOptions:
+    return RunOptions(concurrency=settings.concurrency, district_title_limit=settings.district_title_limit,
+                      block_closed_terms=settings.block_closed_terms)
+
+
+def submit(store: Store, request: RunRequest) -> str:
+    """Store the run as queued; returns its id."""
+    return submit_run(store, request.pairing, pipeline=request.pipeline, request=request.model_dump(mode="json"),
+                      trigger=request.trigger, scope=request.scope_record(), actor=request.actor)
+
+
+async def execute(store: Store, settings: Settings, run_id: str, *, connectors: Any = None,
+                  progress: Progress | None = None, on_plan: Callable[[Any], None] | None = None) -> RunResult:
+    """Claim a queued run and carry it out; ``connectors`` reuses connectors already open."""
+    found = run_request(store, run_id)
+    if found is None or found[1] is None:
+        raise NotFound(f"No queued run {run_id}.")
+    request = RunRequest.model_validate(found[1])
+    if not claim_run(store, run_id):
+        raise Conflict(f"Run {run_id} is not queued (it is {found[2]}); a run is carried out once.")
+    return await _carry_out(store, settings, request, run_id, connectors, progress, on_plan)
+
+
+async def preview(store: Store, settings: Settings, request: RunRequest, *, connectors: Any = None,
+                  on_plan: Callable[[Any], None] | None = None) -> RunResult:
+    """The plan of a dry run; nothing is stored."""
+    request = request.model_copy(update={"dry_run": True})
+    return await _carry_out(store, settings, request, None, connectors, None, on_plan)
+
+
+async def run(store: Store, settings: Settings, request: RunRequest, *, connectors: Any = None,
+              progress: Progress | None = None, on_plan: Callable[[Any], None] | None = None) -> RunResult:
+    """Submit and execute at once (or preview, for a dry run): what the CLI does."""
+    if request.dry_run:
+        return await preview(store, settings, request, connectors=connectors, on_plan=on_plan)
+    run_id = submit(store, request)
+    return await execute(store, settings, run_id, connectors=connectors, progress=progress, on_plan=on_plan)
+
+
+@contextlib.asynccontextmanager
+async def _opened(store: Store, settings: Settings, request: RunRequest, given: Any) -> AsyncIterator[Any]:
+    if given is not None:
+        yield given
+    elif request.pipeline == "gradebook":
+        route = Route(request.source_connection_id, request.destination_connection_id)
+        async with open_route(store, settings, route) as opened:
+            yield opened.connectors
+    else:
+        async with open_state_reporting(store, settings, request.source_connection_id,
+                                        request.destination_connection_id) as (connectors, _):
+            yield connectors
+
+
+def describe(exc: BaseException) -> str:
+    """The reason a run failed, as the history shows it: our own errors say it themselves."""
+    if isinstance(exc, PassbackError):
+        return str(exc)
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+async def _carry_out(store: Store, settings: Settings, request: RunRequest, run_id: str | None, connectors: Any,
+                     progress: Progress | None, on_plan: Callable[[Any], None] | None) -> RunResult:
+    started = time.perf_counter()
+    recorder = Recorder(store, request.pairing, run_id, flush_every=FLUSH_EVERY[request.pipeline])
+    ctx = RunContext(store=store, request=request, run_id=run_id, recorder=recorder, options=run_options(settings),
+                     progress=progress, on_plan=on_plan)
+    token = request_meter.set(ctx.meter)
+    outcome, failure = PipelineOutcome(), None
+    log.info("run_started", run_id=run_id, pipeline=request.pipeline, scope=request.scope_record(),
+             trigger=request.trigger)
+    try:
+        async with _opened(store, settings, request, connectors) as opened:
+            outcome = await PIPELINES[request.pipeline].run(ctx, opened)
+    except Exception as exc:  # one failure policy: the run fails with its reason, nothing recorded is lost
+        failure = describe(exc)
+        log.info("run_failed", run_id=run_id, error=exc.__class__.__name__)
+    except BaseException:  # cancelled or interrupted: recorded as such, then passed on
+        _finish(store, run_id, recorder, ctx, started, outcome, None, status=INTERRUPTED)
+        raise
+    finally:
+        request_meter.reset(token)
+    return _finish(store, run_id, recorder, ctx, started, outcome, failure)
+
+
+def _finish(store: Store, run_id: str | None, recorder: Recorder, ctx: RunContext, started: float,
+            outcome: PipelineOutcome, failure: str | None, status: str | None = None) -> RunResult:
+    try:
+        recorder.flush()
+    except Exception as exc:  # noqa: BLE001 - the store itself failed; say so on the run if it can be said
+        failure = failure or describe(exc)
+    stats = {"seconds": round(time.perf_counter() - started, 3), "requests": dict(ctx.meter), "phases": ctx.phases}
+    stats.update(outcome.stats)
+    counts = recorder.totals()
+    status = status or outcome.status
+    if run_id is not None:
+        status = finish_run(store, run_id, counts=counts, stats=stats, failure=failure, status=status)
+    else:
+        status = FAILED if failure else (status or "dry_run")
+    log.info("run_finished", run_id=run_id, status=status, counts=counts, seconds=stats["seconds"])
+    return RunResult(run_id, status, counts, stats, failure, outcome.plan, outcome.events, outcome.problems)
+
+
+# --- many courses in this process ----------------------------------------------------------------
+
+
+async def sync_courses(
+    store: Store,
+    settings: Settings,
+    route: Route,
+    scopes: list[Scope] | None = None,
+    *,
+    all_courses: bool = False,
+    trigger: str = "manual",
+    actor: str = "cli",
+    dry_run: bool = False,
+    overwrite_drift: bool = False,
+    progress: Progress | None = None,
+) -> list[RunResult]:
+    """Sync each scope (or every course the source sees): one run each, several courses at a time.
+
+    Courses overlap so one course's reads run while another's writes do; the connectors'
+    own caps keep the number of requests in flight to each system where it was.
+    ``progress`` hears (assignments done, assignments planned) across all courses.
+    """
+    tally = {"done": 0, "total": 0}
+
+    def counted(plan: Plan) -> None:
+        tally["total"] += len(plan.steps)
+        if progress:
+            progress(tally["done"], tally["total"])
+
+    def step_done(_done: int, _total: int) -> None:
+        tally["done"] += 1
+        if progress:
+            progress(tally["done"], tally["total"])
+
+    gate = asyncio.Semaphore(max(1, settings.course_concurrency))
+
+    async with open_route(store, settings, route) as opened:
+        if all_courses:
+            scopes = [Scope(course_id=c) for c in await opened.source.list_course_ids()]
+
+        async def one(scope: Scope) -> RunResult:
+            request = RunRequest(
+                pipeline="gradebook", source_connection_id=opened.pairing.source_connection_id,
+                destination_connection_id=opened.pairing.destination_connection_id,
+                scope=RunScope(course_id=scope.course_id, assignment_id=scope.assignment_id,
+                               student_id=scope.student_id),
+                trigger=trigger, actor=actor, dry_run=dry_run, overwrite_drift=overwrite_drift)
+            async with gate:
+                return await run(store, settings, request, connectors=opened.connectors, progress=step_done,
+                                 on_plan=counted)
+
+        return list(await asyncio.gather(*(one(scope) for scope in scopes or [])))

@@ -57,7 +57,8 @@ PASSBACK_DRIVER = textwrap.dedent("""
     started = time.perf_counter()
     result = asyncio.run(report(store, settings, "sis-export", "state-edfi"))
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "counts": result.counts, "requests": result.stats.get("requests", {}), "phases": result.stats.get("phases")}))
+    print(json.dumps({"seconds": seconds, "counts": result.counts, "requests": result.stats.get("requests", {}),
+                      "phases": result.stats.get("phases")}))
 """)
 
 

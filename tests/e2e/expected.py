@@ -26,7 +26,8 @@ def _valid(assignment: dict[str, Any], canvas: dict[str, Any]) -> bool:
     return start <= due.astimezone(ZoneInfo(course["time_zone"])).date() <= end
 
 
-def expected_destination_scores(canvas: dict[str, Any], powerschool: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
+def expected_destination_scores(canvas: dict[str, Any],
+                                powerschool: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
     """(assignment name, section dcid, student dcid) -> the score PowerTeacher Pro must hold."""
     dcid_by_number = {str(s["local_id"]): s["id"] for s in powerschool["students"].values()}
     expected: dict[tuple[str, str, int], dict[str, Any]] = {}

@@ -62,7 +62,8 @@ def test_sync_scopes_dry_run_and_reset(data_dir: Path) -> None:
     course = "101"
     assignment = next(s["assignment_id"] for s in plan["plan"] if s["action"] == "create")
     one = json.loads(passback(data_dir, "sync", "--course", course, "--assignment", assignment, "--json").stdout)
-    assert one["counts"]["created"] == 1 + plan["plan"][[s["assignment_id"] for s in plan["plan"]].index(assignment)]["scores"]["create"]
+    assert one["counts"]["created"] == 1 + plan["plan"][
+        [s["assignment_id"] for s in plan["plan"]].index(assignment)]["scores"]["create"]
     passback(data_dir, "sandbox", "down")
     passback(data_dir, "sandbox", "reset", "--courses", "1", "--students", "5", "--assignments", "4")
     passback(data_dir, "sandbox", "up")

@@ -240,7 +240,8 @@ def test_posted_grades_from_powerschool_stored_grades(sqlite_store: Store, tmp_p
         result = asyncio.run(report(sqlite_store, settings, "sis", "state-edfi"))
         assert result.counts["created"] == 230 and not result.problems
         held = {(g["studentSectionAssociationReference"]["studentUniqueId"],
-                 g["studentSectionAssociationReference"]["sectionIdentifier"]): g for g in ods.state["resources"]["grades"].values()}
+                 g["studentSectionAssociationReference"]["sectionIdentifier"]): g
+                for g in ods.state["resources"]["grades"].values()}
         for grade in grades:
             record = held[(grade.student_id, grade.section_id)]
             assert record["letterGradeEarned"] == str({"A": 4, "B": 3, "C": 2, "D": 1, "F": 0}[grade.letter])

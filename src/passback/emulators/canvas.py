@@ -13,7 +13,8 @@ Contract (canvas-lms ``lib/api.rb``, ``app/middleware/request_throttle.rb``,
   A page past the end is ``200 []``.
 * Throttling: a leaky bucket per token (high water mark 600, outflow 10 units/s, 50 up
   front). Canvas charges a request its CPU and database seconds; the emulator charges
-  0.2 units plus 0.004 per record returned (a full page of 100 costs 0.6). Every answer carries ``X-Request-Cost`` and ``X-Rate-Limit-Remaining``; a full
+  0.2 units plus 0.004 per record returned (a full page of 100 costs 0.6). Every answer carries
+``X-Request-Cost`` and ``X-Rate-Limit-Remaining``; a full
   bucket answers 403, ``text/plain``, ``403 Forbidden (Rate Limit Exceeded)``.
 * Reads: courses (``include[]=term``), sections, enrollments, assignment groups,
   assignments (``include[]=overrides``), the bulk submissions listing
@@ -344,7 +345,8 @@ def create_app(
             key=lambda e: e["id"],
         )
         rows = [
-            {**e, "user": emu.state["users"][str(e["user_id"])], "sis_user_id": emu.state["users"][str(e["user_id"])]["sis_user_id"]}
+            {**e, "user": emu.state["users"][str(e["user_id"])],
+             "sis_user_id": emu.state["users"][str(e["user_id"])]["sis_user_id"]}
             for e in rows
             if (not types or e["type"] in types) and e["enrollment_state"] in states
         ]
@@ -358,7 +360,8 @@ def create_app(
         if request.method == "POST":
             params = await _params(request)
             if not params.get("name"):
-                return JSONResponse({"errors": {"name": [{"attribute": "name", "type": "blank", "message": "blank"}]}}, status_code=400), 0
+                return JSONResponse({"errors": {"name": [{"attribute": "name", "type": "blank", "message": "blank"}]}},
+                                    status_code=400), 0
             group_id = emu.new_id()
             existing = [g for g in emu.state["assignment_groups"].values() if g["course_id"] == found["id"]]
             group = {
@@ -401,7 +404,8 @@ def create_app(
         if request.method == "POST":
             params = (await _params(request)).get("assignment") or {}
             if not params.get("name"):
-                return JSONResponse({"errors": {"name": [{"attribute": "name", "type": "blank", "message": "blank"}]}}, status_code=400), 0
+                return JSONResponse({"errors": {"name": [{"attribute": "name", "type": "blank", "message": "blank"}]}},
+                                    status_code=400), 0
             assignment_id = emu.new_id()
             row = _new_assignment(assignment_id, found["id"], params)
             emu.state["assignments"][str(assignment_id)] = row
@@ -512,7 +516,8 @@ def create_app(
         if found is None:
             return not_found()
         if found["workflow_state"] != "available":
-            return JSONResponse({"code": "unpublished_course", "error": "Grade data is not available for non-published courses"}, status_code=400), 0
+            return JSONResponse({"code": "unpublished_course",
+                                 "error": "Grade data is not available for non-published courses"}, status_code=400), 0
         include_students = "student_overrides" in _list_param(request, "include")
         sections = emu.course_sections(found["id"])
         rows = []

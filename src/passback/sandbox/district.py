@@ -93,7 +93,8 @@ def generate(shape: DistrictShape) -> tuple[dict[str, Any], dict[str, Any], Cred
             }
         course_id = next(next_canvas)
         canvas["courses"][str(course_id)] = {
-            "id": course_id, "name": f"{subject} ({course_index + 1})", "course_code": f"{subject[:4].upper()}-{course_index + 1}",
+            "id": course_id, "name": f"{subject} ({course_index + 1})",
+            "course_code": f"{subject[:4].upper()}-{course_index + 1}",
             "sis_course_id": f"PS-COURSE-{course_index + 1}", "workflow_state": "available", "account_id": 1,
             "enrollment_term_id": 1, "start_at": None, "end_at": None, "time_zone": TIME_ZONE,
             "grading_standard_id": None, "default_view": "modules",

@@ -64,8 +64,9 @@ class DestinationContract:
             assert await destination.write_scores(ctx, section, asid, [ScoreWrite(student, payload)]) == []
         held = await destination.read_scores(ctx, setup["section_ids"])
         assert held[(asid, student)] == ScorePayload(points=19.0)
-        assert await destination.write_scores(ctx, section, asid, [ScoreWrite(student, ScorePayload(points=None, exempt=True))]) == []
-        assert (await destination.read_scores(ctx, setup["section_ids"]))[(asid, student)] == ScorePayload(points=None, exempt=True)
+        exempt = ScorePayload(points=None, exempt=True)
+        assert await destination.write_scores(ctx, section, asid, [ScoreWrite(student, exempt)]) == []
+        assert (await destination.read_scores(ctx, setup["section_ids"]))[(asid, student)] == exempt
         assert await destination.write_scores(ctx, section, asid, [ScoreWrite(student, ScorePayload(points=None))]) == []
         assert (asid, student) not in await destination.read_scores(ctx, setup["section_ids"])
 

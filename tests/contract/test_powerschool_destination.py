@@ -12,7 +12,7 @@ from passback.errors import DestinationError, DestinationUnavailable
 from passback.connectors.http import RetryPolicy
 from passback.connectors.powerschool.client import PowerSchoolClient
 from passback.connectors.powerschool.destination import PowerTeacherProDestination
-from tests.conftest import District
+from tests.conftest import District, ServedApp
 from passback.testing.gradebook import DestinationContract, payload_for
 
 
@@ -45,6 +45,29 @@ async def destination(district: District) -> AsyncIterator[PowerTeacherProDestin
 @pytest.fixture
 def setup(district: District) -> dict[str, Any]:
     return first_course_setup(district.powerschool.state)
+
+
+class PowerSchoolBackdoor:
+    def __init__(self, served: ServedApp) -> None:
+        self.served = served
+
+    def lose_answers(self, method: str) -> None:
+        self.served.control("faults", {"fault_rate": 1.0, "fault_kinds": ["reset"], "only_methods": [method]})
+
+    def answer_again(self) -> None:
+        self.served.control("faults", {"fault_rate": 0})
+
+    def delete_assignment(self, dest_id: str) -> None:
+        del self.served.state["assignments"][dest_id]
+
+    def assignments_named(self, name: str) -> int:
+        return sum(1 for a in self.served.state["assignments"].values()
+                   if a["_assignmentsections"][0]["name"] == name)
+
+
+@pytest.fixture
+def backdoor(district: District) -> PowerSchoolBackdoor:
+    return PowerSchoolBackdoor(district.powerschool)
 
 
 class TestPowerTeacherProContract(DestinationContract):

@@ -1,21 +1,40 @@
 """The contract every gradebook destination passes, against its emulator over real HTTP.
 
-A connector's module subclasses :class:`DestinationContract` and provides ``destination``
-and ``setup``: the section ids to load, a valid category per section, and the
-destination ids of one student enrolled and one not enrolled in the first section.
+A connector's test module gets the whole suite in one line,
+``class TestMine(DestinationContract): pass``, beside three fixtures: ``destination``
+(an opened Destination), ``setup`` (the section ids to load, a valid and an inactive
+category per section, the destination ids of one student enrolled and one not enrolled
+in the first section) and ``backdoor`` (a :class:`Backdoor` into its emulator, for the
+named edge cases: a lost create answer, an assignment deleted in the destination).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
 from passback.connectors.base import Destination
-from passback.errors import DestinationError
+from passback.errors import DestinationError, OutcomeUnknown, TargetGone
 from passback.model.values import AssignmentPayload, ScorePayload, ScoreWrite
+
+
+class Backdoor(Protocol):
+    """What the edge cases need of a destination's emulator, beside its API."""
+
+    def lose_answers(self, method: str) -> None:
+        """Carry out every request of this method but cut the connection before the answer."""
+
+    def answer_again(self) -> None:
+        """Stop losing answers."""
+
+    def delete_assignment(self, dest_id: str) -> None:
+        """Delete an assignment the way a person would in the destination's own UI."""
+
+    def assignments_named(self, name: str) -> int:
+        """How many assignments of this name the emulator holds (its raw state)."""
 
 
 def payload_for(setup: dict[str, Any], name: str = "Lab 1", **changes: Any) -> AssignmentPayload:
@@ -107,3 +126,34 @@ class DestinationContract:
             await destination.create_assignment(ctx, payload_for(setup, "Lab 4"))
         assert refused.value.code == "duplicate-destination-assignment"
         assert "An assignment already exists with this name Lab 4 and due date 2026-09-15" in refused.value.detail
+
+    # --- named edge cases --------------------------------------------------------------------
+
+    @pytest.mark.anyio
+    async def test_edge_lost_create_answer_is_unknown_and_found_again(
+            self, destination: Destination, setup: dict[str, Any], backdoor: Backdoor) -> None:
+        ctx = await destination.load_context(setup["section_ids"])
+        payload = payload_for(setup, "Lab 9")
+        backdoor.lose_answers("POST")
+        try:
+            with pytest.raises(OutcomeUnknown):
+                await destination.create_assignment(ctx, payload)
+        finally:
+            backdoor.answer_again()
+        assert backdoor.assignments_named("Lab 9") == 1  # it was made: only the answer was lost
+        assert await destination.find_assignment(ctx, payload) is not None
+
+    @pytest.mark.anyio
+    async def test_edge_assignment_deleted_in_the_destination_is_gone(
+            self, destination: Destination, setup: dict[str, Any], backdoor: Backdoor) -> None:
+        ctx = await destination.load_context(setup["section_ids"])
+        payload = payload_for(setup, "Lab 10")
+        created = await destination.create_assignment(ctx, payload)
+        backdoor.delete_assignment(created.dest_id)
+        with pytest.raises(TargetGone):
+            await destination.update_assignment(ctx, created, replace(payload, points_possible=30.0))
+        section = setup["section_ids"][0]
+        writes = [ScoreWrite(setup["enrolled_student"], ScorePayload(points=10.0))]
+        with pytest.raises(TargetGone):
+            await destination.write_scores(ctx, section, created.section_assignment_ids[section], writes)
+        await destination.delete_assignment(ctx, created)  # deleting what is gone is not an error

@@ -10,6 +10,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
@@ -578,19 +579,20 @@ def edfi_resync(source: str = ExportOpt, destination: str = EdFiOpt,
     _edfi_run(True, source, destination, dry_run, json_out)
 
 
-def _prefs(destination: str, change: dict[str, Any] | None, json_out: bool, **mapping: Any) -> None:
+def _prefs(json_out: bool, change: Callable[[Any, Settings], dict[str, Any]]) -> None:
+    """Call a preferences service (it validates and saves), then say what it did."""
     settings = get_settings()
-    store = open_store(settings)
     with _friendly_errors():
-        if change is None:
-            grades = state_service.map_task(store, settings, destination, **mapping)
-        else:
-            grades = state_service.change_preferences(store, settings, destination, change)
+        grades = change(open_store(settings), settings)
     if json_out:
         _emit_json(grades)
     else:
         console.print("Saved. A changed mapping is sent by the next `passback edfi sync` "
                       "(the district's rule: resync after a mapping change).")
+
+
+def _change(destination: str, change: dict[str, Any]) -> Callable[[Any, Settings], dict[str, Any]]:
+    return lambda store, settings: state_service.change_preferences(store, settings, destination, change)
 
 
 @edfi_app.command("toggle")
@@ -600,7 +602,7 @@ def edfi_toggle(state: str = typer.Argument(..., help="on or off"), destination:
     if state not in ("on", "off"):
         err.print("error: say on or off.")
         raise typer.Exit(2)
-    _prefs(destination, {"enabled": state == "on"}, json_out)
+    _prefs(json_out, _change(destination, {"enabled": state == "on"}))
 
 
 @map_app.command("task")
@@ -609,7 +611,8 @@ def map_task(task: str = typer.Argument(..., help="Grading task name, e.g. 'S1 F
              period: list[str] = typer.Option(..., help="GradingPeriodDescriptor URI (repeatable)."),
              destination: str = EdFiOpt, json_out: bool = typer.Option(False, "--json")) -> None:
     """Map a grading task to a grade type and the grading periods it reports to."""
-    _prefs(destination, None, json_out, task=task, grade_type=grade_type, periods=list(period))
+    _prefs(json_out, lambda store, settings: state_service.map_task(store, settings, destination, task, grade_type,
+                                                                     list(period)))
 
 
 @map_app.command("grade")
@@ -617,14 +620,14 @@ def map_grade(letter: str = typer.Argument(..., help="Posted letter grade, e.g. 
               code: int = typer.Option(..., min=0, max=4, help="State grade code 0-4."),
               destination: str = EdFiOpt, json_out: bool = typer.Option(False, "--json")) -> None:
     """Map a posted grade to the state grade code reported as letterGradeEarned."""
-    _prefs(destination, {"state_codes": {letter.upper(): code}}, json_out)
+    _prefs(json_out, _change(destination, {"state_codes": {letter.upper(): code}}))
 
 
 @map_app.command("year")
 def map_year(year: list[int] = typer.Argument(..., help="School years with valid configuration, e.g. 2027."),
              destination: str = EdFiOpt, json_out: bool = typer.Option(False, "--json")) -> None:
     """The school years grades are sent for."""
-    _prefs(destination, {"school_years": sorted(set(year))}, json_out)
+    _prefs(json_out, _change(destination, {"school_years": sorted(set(year))}))
 
 
 # --- the store -----------------------------------------------------------------------------------

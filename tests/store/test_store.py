@@ -20,7 +20,8 @@ from passback.store.history import (
     get_run_items,
     record_audit,
     record_items,
-    start_run,
+    submit_run,
+    claim_run,
 )
 from passback.store.identity import PENDING, IdentityRow, Pairing, delete_identities, load_identities, upsert_identities
 from passback.store.tables import audit_log, connections, metadata
@@ -64,7 +65,9 @@ def test_identity_rows_upsert_and_load_by_course(store: Store) -> None:
 
 def test_run_history_keeps_every_item_and_audit_entry(store: Store) -> None:
     pairing = pairing_in(store)
-    run_id = start_run(store, pairing, trigger="manual", scope={"course_id": "10"}, actor="t", dry_run=False)
+    run_id = submit_run(store, pairing, pipeline="gradebook", request={}, trigger="manual", scope={"course_id": "10"},
+                        actor="t")
+    assert claim_run(store, run_id) and not claim_run(store, run_id)
     with store.engine.begin() as db:
         record_items(db, run_id, [
             ItemOutcome("assignment", "10:1", "created", "900", context={"assignment_id": "1"}),

@@ -14,6 +14,7 @@ writes of one run may be carried out by another process.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -156,6 +157,15 @@ class Destination(ABC):
     async def aclose(self) -> None:  # pragma: no cover
         """Release the HTTP pool."""
         return None
+
+
+def json_body(payload: bytes) -> dict[str, Any]:
+    """An answer's body as a dict; text that is not a JSON object becomes ``{"detail": ...}``."""
+    try:
+        value = json.loads(payload) if payload else {}
+    except ValueError:
+        return {"detail": payload[:300].decode(errors="replace")}
+    return value if isinstance(value, dict) else {"detail": str(value)[:300]}
 
 
 @dataclass

@@ -42,14 +42,13 @@ SCORE_FIELDS = frozenset({"points", "late", "missing", "exempt", "status", "comm
 class Capabilities:
     """What a gradebook destination can do; the planner and the executor read this, never a kind."""
 
-    placement: Placement
+    placement: Placement  # declared; the planner reads it once a second placement exists (OneRoster, LTI AGS)
     categories: CategoryScope
     ids: IdAssignment
     score_fields: frozenset[str]
     name_max_length: int
     requires_points_possible: bool = True
     score_batch_size: int = 500
-    holdings: bool = True  # it can list what it holds now: unique names, released links, drift
 
     def __post_init__(self) -> None:
         unknown = self.score_fields - SCORE_FIELDS

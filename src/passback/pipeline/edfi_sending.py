@@ -17,8 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from passback.connectors.base import RecordAnswer, RecordsDestination
-from passback.connectors.edfi.client import _json
+from passback.connectors.base import RecordAnswer, RecordsDestination, json_body
 from passback.connectors.edfi.curl_sender import Posted
 from passback.convert.edfi import natural_key
 from passback.rules.catalogue import entry
@@ -116,7 +115,7 @@ class GradeSender:
             self._settle(write, ("created" if answer.status == 201 else "updated",
                                  location[location.rfind("/") + 1:] or None))
         elif answer.status in REFUSALS:
-            self._settle(write, refused_post(write, RecordAnswer(answer.status, None, _json(answer.body))))
+            self._settle(write, refused_post(write, RecordAnswer(answer.status, None, json_body(answer.body))))
         else:  # no answer, throttled, a passing server error, or an expired token
             self.retry.append(write)
 

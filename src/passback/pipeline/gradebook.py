@@ -8,6 +8,7 @@ finish) is the service's.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from datetime import date
 
@@ -46,8 +47,6 @@ async def plan_course(store: Store, connectors: GradebookConnectors, pairing: Pa
                       phases: dict[str, float] | None = None,
                       snapshot: CourseSnapshot | None = None) -> tuple[Plan, DestinationContext]:
     """Read both systems and the store, and plan; ``snapshot`` reuses a course already read."""
-    import time
-
     phases = phases if phases is not None else {}
     source, destination = connectors.source, connectors.destination
     clock = time.perf_counter()

@@ -49,10 +49,6 @@ class Scope:
     def whole_course(self) -> bool:
         return self.assignment_id is None and self.student_id is None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in {"course_id": self.course_id, "assignment_id": self.assignment_id,
-                                  "student_id": self.student_id}.items() if v is not None}
-
 
 @dataclass(frozen=True)
 class ScoreStep:

@@ -263,42 +263,41 @@ class StateReporter:
             e.posted_id for e in queue if e.kind != MAPPING_CHANGED))
         by_id = export.grades(affected) if resync else None  # otherwise parsed a chunk at a time
         recorder = ctx.recorder
-        if True:  # the run service records any failure; what was recorded stays
-            clock = time.perf_counter()
-            periods, associations = await asyncio.gather(self.grading_periods(), self.associations(refresh=resync))
-            phases["read_ods"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        periods, associations = await asyncio.gather(self.grading_periods(), self.associations(refresh=resync))
+        phases["read_ods"] = time.perf_counter() - clock
+        grade_rows = load_identities(self.store, self.pairing, (GRADE,))
+        if resync:
+            assert by_id is not None
+            recorder.count("deleted", await self._sweep(grade_rows, by_id, periods, associations))
             grade_rows = load_identities(self.store, self.pairing, (GRADE,))
-            if resync:
-                assert by_id is not None
-                recorder.count("deleted", await self._sweep(grade_rows, by_id, periods, associations))
-                grade_rows = load_identities(self.store, self.pairing, (GRADE,))
-            held: dict[str, list[IdentityRow]] = {}
-            for (_, key), row in grade_rows.items():
-                held.setdefault(key.split("|", 1)[0], []).append(row)
-            clock = time.perf_counter()
-            total = GradePlan()
+        held: dict[str, list[IdentityRow]] = {}
+        for (_, key), row in grade_rows.items():
+            held.setdefault(key.split("|", 1)[0], []).append(row)
+        clock = time.perf_counter()
+        total = GradePlan()
 
-            def planned(posted_ids: list[str]) -> GradePlan:
-                grades = by_id if by_id is not None else export.grades(posted_ids)
-                plan = plan_grades(posted_ids, grades, hashes, self.prefs, periods, associations, held)
-                total.done_posted.update(plan.done_posted)
-                total.deferred_posted |= plan.deferred_posted
-                recorder.count("unchanged", plan.unchanged)
-                return plan
+        def planned(posted_ids: list[str]) -> GradePlan:
+            grades = by_id if by_id is not None else export.grades(posted_ids)
+            plan = plan_grades(posted_ids, grades, hashes, self.prefs, periods, associations, held)
+            total.done_posted.update(plan.done_posted)
+            total.deferred_posted |= plan.deferred_posted
+            recorder.count("unchanged", plan.unchanged)
+            return plan
 
-            # Grades with records in the ODS may delete: planned now, so their deletes go first.
-            # The others can only POST, and are planned a few at a time while the send goes on.
-            known = [p for p in affected if p in held]
-            fresh = [p for p in affected if p not in held]
-            sender = GradeSender(self.ods, recorder, self.concurrency)
-            failed = await sender.send(planned(known), (planned(fresh[i : i + CHUNK])
-                                                         for i in range(0, len(fresh), CHUNK)))
-            phases["record"] = recorder.seconds
-            phases["stream"] = time.perf_counter() - clock
-            clock = time.perf_counter()
-            self._finish_events(queue, total, {p for p in total.done_posted if p not in failed})
-            self._remember_prefs(prefs_digest)
-            phases["finish"] = time.perf_counter() - clock
+        # Grades with records in the ODS may delete: planned now, so their deletes go first.
+        # The others can only POST, and are planned a few at a time while the send goes on.
+        known = [p for p in affected if p in held]
+        fresh = [p for p in affected if p not in held]
+        sender = GradeSender(self.ods, recorder, self.concurrency)
+        failed = await sender.send(planned(known), (planned(fresh[i : i + CHUNK])
+                                                     for i in range(0, len(fresh), CHUNK)))
+        phases["record"] = recorder.seconds
+        phases["stream"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        self._finish_events(queue, total, {p for p in total.done_posted if p not in failed})
+        self._remember_prefs(prefs_digest)
+        phases["finish"] = time.perf_counter() - clock
         for name, seconds in phases.items():
             phases[name] = round(seconds, 3)
         return PipelineOutcome(events=len(queue))
@@ -307,7 +306,7 @@ class StateReporter:
                    resync: bool, ctx: RunContext) -> PipelineOutcome:
         everything = resync or any(kind == MAPPING_CHANGED for _, kind in events)
         affected = sorted(by_id) if everything else list(dict.fromkeys(p for p, k in events if k != MAPPING_CHANGED))
-        counts = ctx.recorder.counts
+        recorder = ctx.recorder
         if affected:
             periods, associations = await asyncio.gather(self.grading_periods(), self.associations(refresh=False))
             held: dict[str, list[IdentityRow]] = {}
@@ -315,12 +314,12 @@ class StateReporter:
                 held.setdefault(key.split("|", 1)[0], []).append(row)
             plan = plan_grades(affected, by_id, hashes, self.prefs, periods, associations, held)
             for write in plan.writes:
-                counts["deleted" if write.action == "delete" else "created"] += 1
+                recorder.count("deleted" if write.action == "delete" else "created")
             for item in plan.items:
-                counts[item.outcome] += 1
-            counts["unchanged"] += plan.unchanged
+                recorder.add_one(item)  # a dry run's recorder counts and writes nothing
+            recorder.count("unchanged", plan.unchanged)
         return PipelineOutcome(status="dry_run", events=len(events),
-                               stats={"planned_writes": counts["created"] + counts["deleted"]})
+                               stats={"planned_writes": recorder.counts["created"] + recorder.counts["deleted"]})
 
     def _remember_prefs(self, digest: str) -> None:
         with self.store.transaction() as db:

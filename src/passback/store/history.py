@@ -43,35 +43,6 @@ def empty_counts() -> dict[str, int]:
     return {outcome: 0 for outcome in OUTCOMES}
 
 
-def start_run(
-    store: Store,
-    pairing: Pairing,
-    *,
-    trigger: str,
-    scope: dict[str, Any],
-    actor: str,
-    dry_run: bool,
-) -> str:
-    run_id = str(uuid.uuid4())
-    with store.transaction() as db:
-        db.execute(
-            runs.insert().values(
-                id=run_id,
-                source_connection_id=pairing.source_connection_id,
-                destination_connection_id=pairing.destination_connection_id,
-                trigger=trigger,
-                scope=scope,
-                actor=actor,
-                dry_run=dry_run,
-                status="running",
-                started_at=datetime.now(UTC),
-                counts=empty_counts(),
-                stats={},
-            )
-        )
-    return run_id
-
-
 QUEUED, RUNNING, FAILED = "queued", "running", "failed"
 
 

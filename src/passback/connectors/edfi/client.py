@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from passback.connectors.base import RecordAnswer
+from passback.connectors.base import RecordAnswer, json_body
 from passback.errors import AuthRefused, OutcomeUnknown, Refused
 from passback.connectors.http import request_meter
 
@@ -70,7 +70,7 @@ class EdFiClient:
                     if response.status in RETRY_STATUSES:
                         problem = f"HTTP {response.status}"
                     else:
-                        return response.status, _json(await response.read())
+                        return response.status, json_body(await response.read())
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 problem = exc
             await asyncio.sleep(_backoff(attempt))
@@ -133,7 +133,7 @@ class EdFiClient:
         if status in (200, 201):
             location = headers.get("Location", "")
             return EdFiAnswer(status, location[location.rfind("/") + 1 :] or None)
-        return EdFiAnswer(status, None, _json(payload))
+        return EdFiAnswer(status, None, json_body(payload))
 
     async def post_url(self, resource: str) -> str:
         url = self._posts.get(resource)
@@ -156,7 +156,7 @@ class EdFiClient:
     async def delete(self, resource: str, record_id: str) -> EdFiAnswer:
         await self.discover()
         status, _, payload = await self._send("DELETE", f"{self.resource_url(resource)}/{record_id}")
-        return EdFiAnswer(status, record_id, _json(payload))
+        return EdFiAnswer(status, record_id, json_body(payload))
 
     async def get_all(self, resource: str) -> list[dict[str, Any]]:
         """Every record of a resource: the count first, then the pages side by side."""
@@ -185,11 +185,3 @@ class EdFiClient:
 
 def _backoff(attempt: int) -> float:
     return min(8.0, 0.1 * 2**attempt) * (0.5 + random.random() / 2)
-
-
-def _json(payload: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(payload) if payload else {}
-    except ValueError:
-        return {"detail": payload[:300].decode(errors="replace")}
-    return value if isinstance(value, dict) else {"detail": str(value)[:300]}

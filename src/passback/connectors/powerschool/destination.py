@@ -43,7 +43,7 @@ from passback.model.values import (
 CAPABILITIES = Capabilities(
     placement=Placement.SPANS_SECTIONS, categories=CategoryScope.PER_SECTION, ids=IdAssignment.SERVER_ASSIGNED,
     score_fields=frozenset({"points", "late", "exempt"}), name_max_length=50, requires_points_possible=True,
-    score_batch_size=500, holdings=True,
+    score_batch_size=500,
 )
 """One assignment over several sections, teachers' own categories, server ids; a score is points,
 late and exempt (the missing flag is never set: seed 000 sends a missing grade as a blank)."""

@@ -52,6 +52,8 @@ PASSBACK_DRIVER = textwrap.dedent("""
     from passback.settings import Settings
     from passback.services.statereport import report
     from passback.store import open_store
+    # the connectors are opened lazily; imported before the clock, as lightbeam's own modules are
+    import passback.connectors.csv_export.source, passback.connectors.edfi.destination
     settings = Settings(data_dir=sys.argv[1], concurrency=int(sys.argv[2]))
     store = open_store(settings)
     started = time.perf_counter()

@@ -36,6 +36,7 @@ class RunScope(BaseModel):
     course_id: str | None = None
     assignment_id: str | None = None
     student_id: str | None = None
+    resource: str | None = None  # state reporting: the Ed-Fi resource sent
 
 
 class RunRequest(BaseModel):

@@ -13,7 +13,8 @@ from typing import Any
 
 from passback.connectors.registry import RECORDS, kind_of
 from passback.errors import Invalid
-from passback.pipeline.run import RunRequest, RunResult
+from passback.pipeline.edfi_sending import RESOURCE
+from passback.pipeline.run import RunRequest, RunResult, RunScope
 from passback.pipeline.statereport import StateReporter
 from passback.services import runs
 from passback.services.connections import load, open_state_reporting
@@ -39,7 +40,8 @@ async def report(store: Store, settings: Settings, source: str | int, destinatio
                              {"seconds": round(time.perf_counter() - started, 4), "requests": {}})
         request = RunRequest(pipeline="statereport", source_connection_id=pairing.source_connection_id,
                              destination_connection_id=pairing.destination_connection_id,
-                             trigger="resync" if resync else "event", actor=actor, dry_run=dry_run, resync=resync)
+                             scope=RunScope(resource=RESOURCE), trigger="resync" if resync else "event", actor=actor,
+                             dry_run=dry_run, resync=resync)
         return await runs.run(store, settings, request, connectors=connectors)
 
 

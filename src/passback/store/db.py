@@ -5,7 +5,10 @@ through :meth:`Store.transaction`, short and whole:
 
 * SQLite: a write transaction starts with ``BEGIN IMMEDIATE``, so it takes the writer's
   lock before it reads and never has to upgrade a read lock (which SQLite refuses at
-  once, busy timeout or not); a second writer waits up to the busy timeout (30 s).
+  once, busy timeout or not); a writer of another process waits up to the busy timeout
+  (30 s). Writers of one process also take turns on a thread lock first: SQLite's busy
+  handler waits by sleeping in growing steps, and a run's concurrent recorders (one per
+  course, each on a worker thread) doubled the store's time when they met there.
 * PostgreSQL: plain transactions; rows that must be claimed once (a queued run) are
   claimed by a conditional UPDATE, which the server serializes with row locks.
 
@@ -16,9 +19,10 @@ are serialized (an advisory lock on PostgreSQL, the writer's lock on SQLite).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -101,11 +105,16 @@ class Store:
     """The engine, and the one way to write: :meth:`transaction`."""
 
     engine: sa.Engine
+    _turns: threading.Lock | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.engine.dialect.name == "sqlite":
+            self._turns = threading.Lock()
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
         """A short write transaction: committed on leaving, rolled back on an exception."""
-        with self.engine.connect() as connection:
+        with self._turns or nullcontext(), self.engine.connect() as connection:
             connection = connection.execution_options(passback_write=True)
             with connection.begin():
                 yield connection

@@ -190,7 +190,9 @@ def main() -> None:
                         if tool == "lightbeam":
                             seconds = run_lightbeam(work, emulator.url, args.concurrency, force=False)
                         else:
-                            seconds = run_passback(work, args.concurrency)["seconds"]
+                            ran = run_passback(work, args.concurrency)
+                            seconds = ran["seconds"]
+                            print(f"passback {label} at {latency:g} ms, phases: {ran.get('phases')}")
                         after, after_writes = emulator.writes()
                         rows.append({"tool": tool, "run": label, "latency": latency, "records": len(lines),
                                      "requests": after - before, "writes": after_writes - before_writes,

@@ -155,3 +155,29 @@ def test_resubmitted_then_regraded_overwrites_on_the_next_sync() -> None:
     regraded = snapshot(scores=(Score(assignment_id="1", student_id="u1", score=10.0, graded=True),))
     step = plan_for(regraded, identities_after(first)).steps[0].scores[0]
     assert step.action == "update" and step.payload == ScorePayload(points=10.0)
+
+
+def test_placement_decides_where_sections_land() -> None:
+    """A destination with one gradebook per course takes every section; one with sections
+    takes only the sections whose SIS id it knows (section s2, SIS id 999, is unknown)."""
+    from dataclasses import replace
+
+    from passback.model.values import CategoryScope, Placement
+
+    per_course = replace(CAPABILITIES, placement=Placement.PER_COURSE, categories=CategoryScope.NONE)
+    course_book = DestinationContext(
+        sections={"course-10": DestinationSection(dest_id="course-10", name="Biology", student_ids=("d1", "d2", "d3"))},
+        categories={},
+        student_ids={"n1": "d1", "n2": "d2", "n3": "d3"},
+    )
+    whole = build_plan(PlanInputs(snapshot=snapshot(), destination=course_book, identities={},
+                                  capabilities=per_course, district_title_limit=30, scope=Scope(course_id="10")))
+    step = whole.steps[0]
+    assert step.action == "create" and step.payload is not None
+    assert step.payload.section_ids == ("course-10",)
+    assert {s.student_id: (s.action, s.dest_section_id) for s in step.scores} == {
+        "u1": ("create", "course-10"), "u2": ("create", "course-10"), "u3": ("create", "course-10")}
+
+    spanning = plan_for(snapshot()).steps[0]
+    assert spanning.payload is not None and spanning.payload.section_ids == ("501",)
+    assert {s.student_id: s.action for s in spanning.scores}["u3"] == "error"

@@ -42,7 +42,7 @@ SCORE_FIELDS = frozenset({"points", "late", "missing", "exempt", "status", "comm
 class Capabilities:
     """What a gradebook destination can do; the planner and the executor read this, never a kind."""
 
-    placement: Placement  # declared; the planner reads it once a second placement exists (OneRoster, LTI AGS)
+    placement: Placement  # the planner maps source sections to destination sections by it
     categories: CategoryScope
     ids: IdAssignment
     score_fields: frozenset[str]

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from passback.convert.scores import convert_score
 from passback.model import AssignedTo, Assignment, CourseSnapshot, Score
-from passback.model.values import BLANK, AssignmentPayload, Capabilities, DestinationContext, ScorePayload
+from passback.model.values import BLANK, AssignmentPayload, Capabilities, DestinationContext, Placement, ScorePayload
 from passback.rules.assignment_rules import AssignmentRuleContext, check_assignment
 from passback.rules.findings import Finding
 from passback.rules.score_rules import check_score
@@ -159,12 +159,24 @@ def resolve_categories(snapshot: CourseSnapshot, mappings: dict[str, str]) -> di
     return resolved  # type: ignore[return-value]
 
 
+def section_targets(snapshot: CourseSnapshot, dest: DestinationContext, placement: Placement) -> dict[str, str]:
+    """Source section id -> the destination section its grades land in.
+
+    Where the destination keeps sections (an assignment spanning sections, or one item per
+    class), a source section lands in the destination section its SIS id names. Where it
+    keeps one gradebook for the whole course, every section lands in that one place, so no
+    source section can fail to match.
+    """
+    if placement is Placement.PER_COURSE:
+        only = sorted(dest.sections)
+        return {s.source_id: only[0] for s in snapshot.sections} if len(only) == 1 else {}
+    return {s.source_id: s.sis_id for s in snapshot.sections if s.sis_id and s.sis_id in dest.sections}
+
+
 def build_plan(inputs: PlanInputs) -> Plan:
     snapshot, dest, scope = inputs.snapshot, inputs.destination, inputs.scope
     course_id = snapshot.course.source_id
-    sections_to_dest = {
-        s.source_id: s.sis_id for s in snapshot.sections if s.sis_id and s.sis_id in dest.sections
-    }
+    sections_to_dest = section_targets(snapshot, dest, inputs.capabilities.placement)
     categories = {c.source_id: c for c in snapshot.categories}
     category_targets = resolve_categories(snapshot, inputs.category_mappings)
     rule_ctx = AssignmentRuleContext(

@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from passback.emulators.faults import FaultConfig, FaultMiddleware
 from passback.emulators.state import StateFile
+from passback.emulators.write_log import AcceptedWrite, WriteLog
 
 
 def emulator_app(
@@ -52,6 +53,12 @@ def emulator_app(
     async def dump_state(request: Request) -> Response:
         return JSONResponse(emulator.state)
 
+    writes: list[AcceptedWrite] = []
+
+    async def write_log(request: Request) -> Response:
+        return JSONResponse([{"method": w.method, "path": w.path, "query": w.query, "status": w.status,
+                              "body": w.body.decode("utf-8", "replace")} for w in writes])
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
         state_file.start(lambda: emulator.state)
@@ -63,11 +70,14 @@ def emulator_app(
                 Route("/_emulator/stats", stats, methods=["GET"]),
                 Route("/_emulator/faults", fault_control, methods=["GET", "POST"]),
                 Route("/_emulator/state", dump_state, methods=["GET"]),
+                Route("/_emulator/writes", write_log, methods=["GET"]),
                 *(control or [])],
         lifespan=lifespan,
     )
     app.state.emulator = emulator
+    app.state.writes = writes
     if fast_path is not None:  # inside the fault middleware: faults and latency apply to it too
         app.add_middleware(fast_path)
+    app.add_middleware(WriteLog, writes=writes)  # inside the faults: a write faulted before the handler is not logged
     app.add_middleware(FaultMiddleware, config=faults, throttled_response=throttled_response)
     return app

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     http_timeout: float = 30.0
     district_title_limit: int = 30
     block_closed_terms: bool = True
+    lease_seconds: float = 60.0  # a run renews its lease every third of this; a dead run's expires after it
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -23,7 +23,7 @@ from passback.convert.edfi import natural_key
 from passback.rules.catalogue import entry
 from passback.pipeline.record import Recorder
 from passback.store.history import ItemOutcome
-from passback.store.identity import SYNCED, IdentityRow
+from passback.store.identity import SYNCED, IdentityRow, Release
 
 GRADE = "edfi-grade"
 RESOURCE = "grades"
@@ -127,7 +127,7 @@ class GradeSender:
         verb, record_id = outcome
         item = ItemOutcome(GRADE, write.identity_key, verb, dest_id=record_id)
         if write.action == "delete":
-            self.recorder.add_one(item, released=(GRADE, write.identity_key))
+            self.recorder.add_one(item, released=Release(GRADE, write.identity_key, write.old_id))
         else:
             assert write.record is not None
             self.recorder.add_one(item, IdentityRow(GRADE, write.identity_key, record_id, write.value_hash, None,

@@ -43,7 +43,7 @@ from passback.pipeline.run import Progress
 from passback.rules.catalogue import entry
 from passback.rules.findings import Finding
 from passback.store.history import AuditEntry, ItemOutcome
-from passback.store.identity import PENDING, SYNCED, IdentityRow, load_identities
+from passback.store.identity import PENDING, SYNCED, IdentityRow, Release, load_identities
 
 log = structlog.get_logger("passback.execute")
 
@@ -103,12 +103,16 @@ class Executor:
             finding = step.findings[0] if step.findings else Finding("destination-assignment-missing", {
                 **context, "dest_assignment_id": step.identity.dest_id if step.identity else None})
             out.items.append(_item(ASSIGNMENT, step.key, "skipped", finding=finding, context=context))
-            out.released.append((ASSIGNMENT, step.key))
-            out.released.extend(self._score_keys_of(step.key))
+            out.released.append(_release_of(step))
+            out.released.extend(self._score_releases(step.key))
             return out
         assert step.payload is not None
         try:
             created, outcome = await self._ensure(step)
+        except LinkTaken:
+            out.items.append(_item(ASSIGNMENT, step.key, "skipped", finding=Finding(
+                "assignment-linked-by-another-run", context), context=context))
+            return out
         except DestinationError as exc:
             return self._assignment_failed(step, exc, context, out)
         out.items.append(_item(ASSIGNMENT, step.key, outcome, dest_id=created.dest_id, context=context))
@@ -126,12 +130,16 @@ class Executor:
                                      "due_date": step.payload.due_date.isoformat() if step.payload else None,
                                      "dest_assignment_id": step.identity.dest_id if step.identity else None})
         out.items.append(_item(ASSIGNMENT, step.key, "error", finding=finding, context=context))
+        # What a failure may change: the link this run read (when the destination says its
+        # target is gone) or the pending row this run announced itself (when the create was
+        # refused), and nothing else; each release holds only if the row is still as seen.
         unknown = isinstance(exc, OutcomeUnknown)
-        if isinstance(exc, TargetGone) or (step.identity and step.identity.state == PENDING and not unknown):
-            out.released.append((ASSIGNMENT, step.key))
-            out.released.extend((SCORE, s.key) for s in step.scores if s.previous is not None)
-        elif step.identity is None and not unknown:
-            out.released.append((ASSIGNMENT, step.key))
+        announced = step.action == "create" and not unknown
+        if isinstance(exc, TargetGone) or announced:
+            out.released.append(_release_of(step) if isinstance(exc, TargetGone) else
+                                Release(ASSIGNMENT, step.key, None))
+            out.released.extend(Release(SCORE, s.key, s.previous_dest_id) for s in step.scores
+                                if s.previous is not None)
         log.info("assignment_failed", run_id=self.recorder.run_id, code=exc.code, assignment=step.assignment_id)
         return out
 
@@ -148,8 +156,10 @@ class Executor:
             found = await self.destination.find_assignment(self.context, payload)
             if found is not None:
                 return found, "created"
-        await asyncio.to_thread(self.recorder.announce,
-                                IdentityRow(ASSIGNMENT, step.key, None, None, None, PENDING))
+        announced = await asyncio.to_thread(self.recorder.announce,
+                                            IdentityRow(ASSIGNMENT, step.key, None, None, None, PENDING), identity)
+        if not announced:
+            raise LinkTaken(step.key)
         for _attempt in range(3):
             try:
                 return await self.destination.create_assignment(self.context, payload), "created"
@@ -176,14 +186,14 @@ class Executor:
             out.items.append(_item(ASSIGNMENT, step.key, "error", code=exc.code, message=str(exc), context=context))
             return out
         out.items.append(_item(ASSIGNMENT, step.key, "deleted", dest_id=step.identity.dest_id, context=context))
-        out.released.append((ASSIGNMENT, step.key))
-        out.released.extend(self._score_keys_of(step.key))
+        out.released.append(_release_of(step))
+        out.released.extend(self._score_releases(step.key))
         return out
 
-    def _score_keys_of(self, assignment_key: str) -> list[tuple[str, str]]:
+    def _score_releases(self, assignment_key: str) -> list[Release]:
         recorder = self.recorder
         rows = load_identities(recorder.store, recorder.pairing, (SCORE,), source_prefix=assignment_key + ":")
-        return list(rows)
+        return [Release(kind, key, row.dest_id) for (kind, key), row in rows.items()]
 
     async def _scores(self, step: AssignmentStep, created: CreatedAssignment,
                       context: dict[str, Any], out: _AssignmentOutcome) -> None:
@@ -213,8 +223,9 @@ class Executor:
             except TargetGone as exc:
                 rejections_by = {s.dest_student_id: (exc.code, exc.detail) for s in scores}
                 out.identities = [i for i in out.identities if i.source_id != step.key]
-                out.released.append((ASSIGNMENT, step.key))
-                out.released.extend((SCORE, s.key) for s in step.scores if s.previous is not None)
+                out.released.append(Release(ASSIGNMENT, step.key, created.dest_id))
+                out.released.extend(Release(SCORE, s.key, s.previous_dest_id) for s in step.scores
+                                    if s.previous is not None)
             except OutcomeUnknown as exc:
                 rejections_by = {s.dest_student_id: (exc.code, str(exc)) for s in scores}
             else:
@@ -235,7 +246,7 @@ class Executor:
                 outcome = OUTCOME_OF[score.action]
                 out.items.append(ItemOutcome(SCORE, score.key, outcome, dest_id=dest_key))
                 if score.action == DELETE:
-                    out.released.append((SCORE, score.key))
+                    out.released.append(Release(SCORE, score.key, score.previous_dest_id))
                 else:
                     out.identities.append(IdentityRow(SCORE, score.key, dest_key, None,
                                                       score.payload.as_value(), SYNCED))
@@ -244,6 +255,15 @@ class Executor:
                     dest_assignment_id=asid, dest_student_id=score.dest_student_id,
                     old_value=score.previous, new_value=None if score.action == DELETE else score.payload.as_value(),
                 ))
+
+
+class LinkTaken(Exception):
+    """Another run changed this assignment's identity row after this run planned it."""
+
+
+def _release_of(step: AssignmentStep) -> Release:
+    """The step's assignment link, as this run read it."""
+    return Release(ASSIGNMENT, step.key, step.identity.dest_id if step.identity else None)
 
 
 def _created_from(identity: IdentityRow) -> CreatedAssignment:

@@ -61,6 +61,7 @@ class ScoreStep:
     dest_student_id: str | None = None
     payload: ScorePayload | None = None
     previous: dict[str, Any] | None = None
+    previous_dest_id: str | None = None  # where the last write went: a release must still find it there
     finding: Finding | None = None
 
 
@@ -346,7 +347,7 @@ def _plan_score(
     base = {
         "key": key, "assignment_id": assignment.source_id, "student_id": score.student_id,
         "section_id": section_id, "dest_section_id": dest_section, "dest_student_id": dest_student,
-        "previous": previous,
+        "previous": previous, "previous_dest_id": previous_row.dest_id if previous_row else None,
     }
     written = previous is not None
     finding = check_score(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from passback.store.db import Store
 from passback.store.history import OUTCOMES, AuditEntry, ItemOutcome, record_audit, record_items
-from passback.store.identity import IdentityRow, Pairing, delete_identities, upsert_identities
+from passback.store.identity import IdentityRow, Pairing, Release, claim_identity, release_identities, upsert_identities
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Unit:
     """What one unit of work did: the rows it confirmed, the rows it released, what happened."""
 
     identities: list[IdentityRow] = field(default_factory=list)
-    released: list[tuple[str, str]] = field(default_factory=list)
+    released: list[Release] = field(default_factory=list)
     items: list[ItemOutcome] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
 
@@ -70,7 +70,7 @@ class Recorder:
             self.flush()
 
     def add_one(self, item: ItemOutcome, identity: IdentityRow | None = None,
-                released: tuple[str, str] | None = None) -> None:
+                released: Release | None = None) -> None:
         """One item (with its identity row or released row): the hot path of a bulk send."""
         with self._lock:
             self.counts[item.outcome] += 1
@@ -94,19 +94,23 @@ class Recorder:
             return
         started = time.perf_counter()
         with self.store.transaction() as db:
-            delete_identities(db, self.pairing, unit.released)
+            release_identities(db, self.pairing, unit.released)
             upsert_identities(db, self.store, self.pairing, unit.identities)
             record_items(db, self.run_id or "", unit.items)
             record_audit(db, self.run_id or "", self.pairing.destination_connection_id, unit.audit)
         with self._lock:
             self.seconds += time.perf_counter() - started
 
-    def announce(self, row: IdentityRow) -> None:
-        """Write one identity row now, before the write it announces is sent (a pending create)."""
+    def announce(self, row: IdentityRow, seen: IdentityRow | None) -> bool:
+        """Write one identity row now, before the write it announces is sent (a pending create).
+
+        Only if the stored row is still ``seen``: False means another run changed it since
+        this run planned, and the write must not be sent.
+        """
         if not self.writes:
-            return
+            return True
         with self.store.transaction() as db:
-            upsert_identities(db, self.store, self.pairing, [row])
+            return claim_identity(db, self.store, self.pairing, row, seen)
 
     def totals(self) -> dict[str, int]:
         return {outcome: self.counts.get(outcome, 0) for outcome in OUTCOMES}

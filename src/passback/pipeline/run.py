@@ -54,6 +54,7 @@ class RunRequest(BaseModel):
     overwrite_drift: bool = False  # gradebook: send the source's grade over a hand edit
     resync: bool = False  # state reporting: everything again, orphans deleted
     today: date | None = None  # the day closed terms are judged by (tests set it)
+    wait_seconds: float = 0.0  # how long to wait for another run of the same scope to end
 
     @property
     def pairing(self) -> Pairing:

@@ -254,6 +254,20 @@ _ENTRIES = [
         ),
     ),
     CatalogueEntry(
+        code="assignment-linked-by-another-run",
+        outcome="skipped",
+        message=(
+            "{assignment_name} was not sent: another run linked it to the destination while this "
+            "run was planning."
+        ),
+        meaning=(
+            "Two runs of the same course met (for example a schedule and a teacher's sync now); "
+            "the other run owns this assignment's link, and this run sent nothing for it, so "
+            "nothing was doubled."
+        ),
+        fix="Nothing to fix: the next sync sends whatever is still different.",
+    ),
+    CatalogueEntry(
         code="term-closed",
         outcome="error",
         message="The term {term_name} ended on {term_end}; nothing is written after a term ends.",

@@ -39,15 +39,17 @@ from passback.pipeline.run import (
 )
 from passback.pipeline.statereport import StateReportPipeline
 from passback.services.connections import Route, open_route, open_state_reporting
+from passback.services.leases import Busy, holding, interrupt_dead_runs
 from passback.settings import Settings
 from passback.store.db import Store
-from passback.store.history import FAILED, claim_run, finish_run, run_request, submit_run
+from passback.store.history import FAILED, claim_run, empty_counts, finish_run, run_request, submit_run
 
 log = structlog.get_logger("passback.runs")
 
 PIPELINES: dict[str, Pipeline] = {p.name: p for p in (GradebookPipeline(), StateReportPipeline())}
 FLUSH_EVERY = {"gradebook": 1, "statereport": BATCH}  # a unit per assignment; Ed-Fi answers in batches
 INTERRUPTED = "interrupted"
+NOT_STARTED = "not_started"  # another run held the scope
 
 
 def run_options(settings: Settings) -> RunOptions:
@@ -63,14 +65,20 @@ def submit(store: Store, request: RunRequest) -> str:
 
 async def execute(store: Store, settings: Settings, run_id: str, *, connectors: Any = None,
                   progress: Progress | None = None, on_plan: Callable[[Any], None] | None = None) -> RunResult:
-    """Claim a queued run and carry it out; ``connectors`` reuses connectors already open."""
+    """Take the scope's lease, claim the queued run and carry it out.
+
+    Raises :class:`~passback.services.leases.Busy` (the run stays queued) when another run
+    holds the scope past the request's wait. ``connectors`` reuses connectors already open.
+    """
     found = run_request(store, run_id)
     if found is None or found[1] is None:
         raise NotFound(f"No queued run {run_id}.")
     request = RunRequest.model_validate(found[1])
-    if not claim_run(store, run_id):
-        raise Conflict(f"Run {run_id} is not queued (it is {found[2]}); a run is carried out once.")
-    return await _carry_out(store, settings, request, run_id, connectors, progress, on_plan)
+    await asyncio.to_thread(interrupt_dead_runs, store, settings.lease_seconds)
+    async with holding(store, request, run_id=run_id, wait=request.wait_seconds, ttl=settings.lease_seconds):
+        if not claim_run(store, run_id):
+            raise Conflict(f"Run {run_id} is not queued (it is {found[2]}); a run is carried out once.")
+        return await _carry_out(store, settings, request, run_id, connectors, progress, on_plan)
 
 
 async def preview(store: Store, settings: Settings, request: RunRequest, *, connectors: Any = None,
@@ -85,8 +93,12 @@ async def run(store: Store, settings: Settings, request: RunRequest, *, connecto
     """Submit and execute at once (or preview, for a dry run): what the CLI does."""
     if request.dry_run:
         return await preview(store, settings, request, connectors=connectors, on_plan=on_plan)
-    run_id = submit(store, request)
-    return await execute(store, settings, run_id, connectors=connectors, progress=progress, on_plan=on_plan)
+    await asyncio.to_thread(interrupt_dead_runs, store, settings.lease_seconds)
+    async with holding(store, request, run_id=None, wait=request.wait_seconds, ttl=settings.lease_seconds) as lease:
+        run_id = submit(store, request)  # only once the scope is ours: a busy scope leaves no queued run behind
+        lease.attach(run_id)
+        claim_run(store, run_id)
+        return await _carry_out(store, settings, request, run_id, connectors, progress, on_plan)
 
 
 @contextlib.asynccontextmanager
@@ -166,6 +178,7 @@ async def sync_courses(
     actor: str = "cli",
     dry_run: bool = False,
     overwrite_drift: bool = False,
+    wait_seconds: float = 0.0,
     progress: Progress | None = None,
 ) -> list[RunResult]:
     """Sync each scope (or every course the source sees): one run each, several courses at a time.
@@ -198,9 +211,13 @@ async def sync_courses(
                 destination_connection_id=opened.pairing.destination_connection_id,
                 scope=RunScope(course_id=scope.course_id, assignment_id=scope.assignment_id,
                                student_id=scope.student_id),
-                trigger=trigger, actor=actor, dry_run=dry_run, overwrite_drift=overwrite_drift)
+                trigger=trigger, actor=actor, dry_run=dry_run, overwrite_drift=overwrite_drift,
+                wait_seconds=wait_seconds)
             async with gate:
-                return await run(store, settings, request, connectors=opened.connectors, progress=step_done,
-                                 on_plan=counted)
+                try:
+                    return await run(store, settings, request, connectors=opened.connectors, progress=step_done,
+                                     on_plan=counted)
+                except Busy as busy:  # this course is another run's now; the other courses go on
+                    return RunResult(None, NOT_STARTED, empty_counts(), failure=str(busy))
 
         return list(await asyncio.gather(*(one(scope) for scope in scopes or [])))

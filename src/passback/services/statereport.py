@@ -31,7 +31,7 @@ class StateReportingError(Invalid):
 
 
 async def report(store: Store, settings: Settings, source: str | int, destination: str | int, *,
-                 resync: bool = False, dry_run: bool = False, actor: str = "cli") -> RunResult:
+                 resync: bool = False, dry_run: bool = False, actor: str = "cli", wait_seconds: float = 0.0) -> RunResult:
     started = time.perf_counter()
     async with open_state_reporting(store, settings, source, destination) as (connectors, pairing):
         reporter = StateReporter(store, connectors.ods, pairing, connectors.prefs, concurrency=settings.concurrency)
@@ -41,7 +41,7 @@ async def report(store: Store, settings: Settings, source: str | int, destinatio
         request = RunRequest(pipeline="statereport", source_connection_id=pairing.source_connection_id,
                              destination_connection_id=pairing.destination_connection_id,
                              scope=RunScope(resource=RESOURCE), trigger="resync" if resync else "event", actor=actor,
-                             dry_run=dry_run, resync=resync)
+                             dry_run=dry_run, resync=resync, wait_seconds=wait_seconds)
         return await runs.run(store, settings, request, connectors=connectors)
 
 

@@ -91,8 +91,15 @@ class ReadinessOut(BaseModel):
     fixes: list[FixOut]
 
 
+DID_NOT_RUN = ("failed", "not_started", "interrupted")
+
+
 def total(results: list[RunResult]) -> dict[str, int]:
-    return {k: sum(r.counts.get(k, 0) for r in results) for k in OUTCOMES}
+    """The outcomes of many runs added up; a run that failed or could not start counts as an error,
+    so a summary never reads clean when a course was not synced."""
+    counts = {k: sum(r.counts.get(k, 0) for r in results) for k in OUTCOMES}
+    counts["error"] += sum(1 for r in results if r.status in DID_NOT_RUN)
+    return counts
 
 
 def run_view(result: RunResult) -> RunOut:
@@ -130,3 +137,15 @@ def readiness_view(readiness: Readiness) -> ReadinessOut:
     return ReadinessOut(course_id=readiness.course_id, ready=readiness.ready, assignments=readiness.assignments,
                         fixes=[FixOut(assignment_id=f.assignment_id, code=f.code, change=f.changes.described())
                                for f in readiness.fixes])
+
+
+RAN_CLEAN, COULD_NOT_RUN, ITEMS_ERRORED = 0, 1, 2
+
+
+def exit_code(results: list[RunResult]) -> int:
+    """What a scheduler reads: 0 every item sent or unchanged, 1 a run could not run, 2 some items errored."""
+    if any(r.status in DID_NOT_RUN for r in results):
+        return COULD_NOT_RUN
+    if any(r.counts.get("error") for r in results):
+        return ITEMS_ERRORED
+    return RAN_CLEAN

@@ -170,3 +170,29 @@ def count_audit(store: Store, run_id: str) -> int:
         return db.execute(
             sa.select(sa.func.count()).select_from(audit_log).where(audit_log.c.run_id == run_id)
         ).scalar_one()
+
+
+INTERRUPTED = "interrupted"
+
+
+def recorded_counts(db: sa.Connection, run_id: str) -> dict[str, int]:
+    """A run's counts from the items it recorded: what a run that died did keep."""
+    rows = db.execute(sa.select(run_items.c.outcome, sa.func.count()).where(run_items.c.run_id == run_id)
+                      .group_by(run_items.c.outcome)).all()
+    return empty_counts() | {outcome: n for outcome, n in rows}
+
+
+def interrupt_run(store: Store, run_id: str, reason: str) -> bool:
+    """End a run that died while running as "interrupted", keeping the counts of what it recorded."""
+    with store.transaction() as db:
+        result = db.execute(runs.update().where(runs.c.id == run_id, runs.c.status == RUNNING).values(
+            status=INTERRUPTED, finished_at=datetime.now(UTC), failure=reason,
+            counts=recorded_counts(db, run_id)))
+    return bool(result.rowcount)
+
+
+def running_since(store: Store, before: datetime) -> list[str]:
+    """Runs marked running that started before ``before``."""
+    with store.engine.connect() as db:
+        rows = db.execute(sa.select(runs.c.id).where(runs.c.status == RUNNING, runs.c.started_at < before)).all()
+    return [row.id for row in rows]

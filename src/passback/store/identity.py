@@ -7,6 +7,7 @@ sent) and what later lets passback notice a grade edited by hand in the destinat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -28,6 +29,21 @@ class IdentityRow:
     value: Any
     state: str = SYNCED
     natural_key: Any = None
+
+
+@dataclass(frozen=True)
+class Release:
+    """Forget an identity row, but only if it still points where this run saw it point.
+
+    The rule that keeps runs from undoing each other: a run may remove only state it read
+    or wrote itself. ``dest_id`` is the destination id the row held when this run read it
+    or wrote it (``None`` for the pending row the run announced); if another run has since
+    linked the row elsewhere, the release leaves it alone.
+    """
+
+    object_kind: str
+    source_id: str
+    dest_id: str | None
 
 
 @dataclass(frozen=True)
@@ -123,3 +139,47 @@ def delete_identities(
         [(pairing.source_connection_id, pairing.destination_connection_id, kind, source_id)
          for kind, source_id in keys],
     )
+
+
+def release_identities(db: sa.Connection, pairing: Pairing, releases: list[Release]) -> None:
+    """Delete the rows that still hold what each release expects, inside the caller's transaction."""
+    if not releases:
+        return
+    mark = "?" if db.dialect.paramstyle == "qmark" else "%s"
+    where = ("DELETE FROM identity_map WHERE source_connection_id = {m} AND destination_connection_id = {m} "
+             "AND object_kind = {m} AND source_id = {m} AND ").format(m=mark)
+    pair = (pairing.source_connection_id, pairing.destination_connection_id)
+    linked = [(*pair, r.object_kind, r.source_id, r.dest_id) for r in releases if r.dest_id is not None]
+    pending = [(*pair, r.object_kind, r.source_id) for r in releases if r.dest_id is None]
+    if linked:
+        bulk.executemany(db, where + f"dest_id = {mark}", linked)
+    if pending:
+        bulk.executemany(db, where + f"dest_id IS NULL AND state = '{PENDING}'", pending)
+
+
+def claim_identity(db: sa.Connection, store: Store, pairing: Pairing, row: IdentityRow,
+                   seen: IdentityRow | None) -> bool:
+    """Write ``row`` only if the stored row is still ``seen`` (absent, when ``seen`` is None).
+
+    A pending create is announced this way, so two runs that planned the same create
+    cannot both believe they own it: the second finds the row changed and sends nothing.
+    """
+    source, dest = pairing.source_connection_id, pairing.destination_connection_id
+    if seen is None:
+        insert = UPSERT_SQL.split(" ON CONFLICT")[0].format(marks=bulk.marks(db, 10))
+        result = db.exec_driver_sql(
+            insert + " ON CONFLICT (source_connection_id, destination_connection_id, object_kind, source_id) "
+            "DO NOTHING",
+            (source, dest, row.object_kind, row.source_id, row.dest_id, row.value_hash,
+             bulk.json_value(db, row.value), row.state, bulk.json_value(db, row.natural_key), bulk.now_value(db)))
+        return bool(result.rowcount)
+    table = identity_map
+    held = table.c.dest_id.is_(None) if seen.dest_id is None else table.c.dest_id == seen.dest_id
+    result = db.execute(
+        table.update()
+        .where(table.c.source_connection_id == source, table.c.destination_connection_id == dest,
+               table.c.object_kind == row.object_kind, table.c.source_id == row.source_id,
+               held, table.c.state == seen.state)
+        .values(dest_id=row.dest_id, value_hash=row.value_hash, value=row.value, state=row.state,
+                natural_key=row.natural_key, updated_at=datetime.now(UTC)))
+    return bool(result.rowcount)

@@ -77,6 +77,17 @@ runs = sa.Table(
     sa.Index("ix_runs_status", "status"),
 )
 
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("holder", sa.String(36), nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=True),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 run_items = sa.Table(
     "run_items",
     metadata,

@@ -7,7 +7,9 @@ document on standard output and nothing else, for scripts and schedulers.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -32,7 +34,7 @@ from passback.services.connections import Route
 from passback.services.history import catalogue, explain_run, recent_runs
 from passback.services.runs import sync_courses
 from passback.services.sandbox_state import SANDBOX_DESTINATION, SANDBOX_SOURCE, forget_sandbox_state
-from passback.services.views import demo_view, readiness_view, state_run_view, sync_view
+from passback.services.views import COULD_NOT_RUN, demo_view, exit_code, readiness_view, state_run_view, sync_view
 from passback.settings import Settings, get_settings
 from passback.store import open_store
 from passback.store.connections import list_connections
@@ -65,17 +67,40 @@ def _emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
+def os_user() -> str:
+    """Who started a command-line run: the operating system's user."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return f"uid {os.getuid()}"
+
+
 @contextmanager
 def _friendly_errors():  # type: ignore[no-untyped-def]
     try:
         yield
-    except PassbackError as exc:  # every error passback means to show: one line, exit 2
+    except PassbackError as exc:  # every error passback means to show: one line; the command could not run
         err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
+        raise typer.Exit(COULD_NOT_RUN) from exc
+
+
+def _show_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            shown = version("passback")
+        except PackageNotFoundError:  # run from a source tree that was not installed
+            from passback import __version__ as shown
+        console.print(f"passback {shown}")
+        raise typer.Exit(0)
 
 
 @app.callback()
-def main() -> None:
+def main(
+    show_version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version,
+                                      help="Print passback's version and exit."),
+) -> None:
     configure_logging()
 
 
@@ -222,15 +247,17 @@ def sync_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; write nothing."),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Send the source's grade even where the destination's was changed by hand."),
+    wait: float = typer.Option(0.0, "--wait", min=0.0, metavar="SECONDS",
+                               help="When another run is syncing the course, wait up to this long for it."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Sync a course, one assignment of it, or one student of it."""
     if not course and not all_courses:
         err.print("error: name a course with --course ID, or use --all.")
-        raise typer.Exit(2)
+        raise typer.Exit(COULD_NOT_RUN)
     if (assignment or student) and (all_courses or len(course) != 1):
         err.print("error: --assignment and --student need exactly one --course.")
-        raise typer.Exit(2)
+        raise typer.Exit(COULD_NOT_RUN)
     settings = get_settings()
     store = open_store(settings)
     scopes = [Scope(course_id=c, assignment_id=assignment, student_id=student) for c in course or []]
@@ -238,7 +265,8 @@ def sync_cmd(
         results = _run_with_progress(
             lambda progress: sync_courses(
                 store, settings, Route(source, destination), scopes, all_courses=all_courses,
-                dry_run=dry_run, overwrite_drift=overwrite, progress=progress),
+                dry_run=dry_run, overwrite_drift=overwrite, wait_seconds=wait, actor=os_user(),
+                progress=progress),
             quiet=json_out or dry_run,
         )
     if json_out:
@@ -248,8 +276,7 @@ def sync_cmd(
             if result.status == "dry_run" and result.plan is not None:
                 _print_plan(result.plan)
             _print_result(result)
-    if any(r.status == "failed" for r in results):
-        raise typer.Exit(1)
+    raise typer.Exit(exit_code(results))
 
 
 def _print_result(result: RunResult) -> None:
@@ -544,12 +571,16 @@ ExportOpt = typer.Option("sis-export", "--source", help="The csv connection hold
 EdFiOpt = typer.Option("state-edfi", "--destination", help="The Ed-Fi connection.")
 
 
-def _edfi_run(resync: bool, source: str, destination: str, dry_run: bool, json_out: bool) -> None:
+WaitOpt = typer.Option(0.0, "--wait", min=0.0, metavar="SECONDS",
+                       help="When another send to this ODS is running, wait up to this long for it.")
+
+
+def _edfi_run(resync: bool, source: str, destination: str, dry_run: bool, json_out: bool, wait: float) -> None:
     settings = get_settings()
     store = open_store(settings)
     with _friendly_errors():
         result = asyncio.run(state_service.report(store, settings, source, destination, resync=resync,
-                                                  dry_run=dry_run))
+                                                  dry_run=dry_run, actor=os_user(), wait_seconds=wait))
     if json_out:
         _emit_json(state_run_view(result).shown())
     else:
@@ -561,22 +592,23 @@ def _edfi_run(resync: bool, source: str, destination: str, dry_run: bool, json_o
             console.print(f"[yellow]export[/yellow] {escape(problem)}")
         if result.run_id and (result.counts.get("error") or result.counts.get("skipped")):
             console.print(f"Each one with meaning and fix: passback runs show {result.run_id[:8]}")
-    if result.status == "failed":
-        raise typer.Exit(1)
+    raise typer.Exit(exit_code([result]))
 
 
 @edfi_app.command("sync")
 def edfi_sync(source: str = ExportOpt, destination: str = EdFiOpt,
-              dry_run: bool = typer.Option(False, "--dry-run"), json_out: bool = typer.Option(False, "--json")) -> None:
+              dry_run: bool = typer.Option(False, "--dry-run"), json_out: bool = typer.Option(False, "--json"),
+              wait: float = WaitOpt) -> None:
     """Queue what changed in the posted grades and send it."""
-    _edfi_run(False, source, destination, dry_run, json_out)
+    _edfi_run(False, source, destination, dry_run, json_out, wait)
 
 
 @edfi_app.command("resync")
 def edfi_resync(source: str = ExportOpt, destination: str = EdFiOpt,
-                dry_run: bool = typer.Option(False, "--dry-run"), json_out: bool = typer.Option(False, "--json")) -> None:
+                dry_run: bool = typer.Option(False, "--dry-run"), json_out: bool = typer.Option(False, "--json"),
+                wait: float = WaitOpt) -> None:
     """Everything again: drop identity rows the ODS lost, delete ODS grades nobody knows, send the rest."""
-    _edfi_run(True, source, destination, dry_run, json_out)
+    _edfi_run(True, source, destination, dry_run, json_out, wait)
 
 
 def _prefs(json_out: bool, change: Callable[[Any, Settings], dict[str, Any]]) -> None:
@@ -653,10 +685,23 @@ def run() -> None:
     from passback.store.db import StoreUnavailable
 
     try:
-        app()
+        code = app(standalone_mode=False)
     except StoreUnavailable as exc:
         err.print(f"[red]error:[/red] {exc}")
-        raise SystemExit(2) from exc
+        raise SystemExit(COULD_NOT_RUN) from exc
+    except typer.Abort as exc:
+        raise SystemExit(COULD_NOT_RUN) from exc
+    except Exception as exc:
+        if not _is_usage_error(exc):
+            raise
+        exc.show()  # type: ignore[attr-defined]
+        raise SystemExit(COULD_NOT_RUN) from exc  # a scheduler reads 2 as "some items errored"
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """A bad command line, as the command-line library reports it (its classes move between versions)."""
+    return any(kind.__name__ == "UsageError" for kind in type(exc).__mro__) and hasattr(exc, "show")
 
 
 if __name__ == "__main__":  # pragma: no cover

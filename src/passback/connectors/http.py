@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import datetime
 import email.utils
+import math
+import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -54,6 +57,10 @@ class RetryPolicy:
     initial_wait: float = 0.2
     max_wait: float = 8.0
 
+    def backoff(self, attempt: int) -> float:
+        """The pause after failed attempt ``attempt`` (0 first): doubling, capped, jittered."""
+        return min(self.max_wait, self.initial_wait * 2**attempt) * (0.5 + random.random() / 2)
+
 
 @dataclass
 class ClientStats:
@@ -66,15 +73,32 @@ class ClientStats:
                 "by_status": {str(k): v for k, v in sorted(self.by_status.items())}}
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delay-seconds or an HTTP date.
+
+    ``None`` when there is no usable value (absent, empty, garbled, not finite); a date
+    without a zone is GMT, as HTTP dates are; a time already past is 0.
+    """
+    if value is None or not value.strip():
         return None
+    value = value.strip()
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(parsed.timestamp() - time.time(), 0.0)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=datetime.UTC)
+            seconds = when.timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, IndexError, OverflowError, OSError):
+            return None
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    return parse_retry_after(response.headers.get("retry-after"))
 
 
 class _WaitWithRetryAfter:

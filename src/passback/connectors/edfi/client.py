@@ -19,8 +19,9 @@ import aiohttp
 import orjson
 
 from passback.connectors.base import RecordAnswer, json_body
-from passback.errors import AuthRefused, OutcomeUnknown, Refused
-from passback.connectors.http import request_meter
+from passback.connectors.http import parse_retry_after, request_meter
+from passback.connectors.oauth import SharedFetch, TokenAnswer, obtain_token
+from passback.errors import OutcomeUnknown, Refused
 
 RETRY_STATUSES = frozenset({429, 500, 501, 502, 503, 504})
 PAGE = 500
@@ -42,7 +43,7 @@ class EdFiClient:
         self.urls: dict[str, str] = {}
         self.token: str | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._token_lock = asyncio.Lock()
+        self._token_fetch = SharedFetch()
         self.requests = 0
         self._posts: dict[str, str] = {}
 
@@ -60,20 +61,22 @@ class EdFiClient:
             meter["edfi"] += 1
 
     async def _plain(self, method: str, url: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-        """A request made before there is a token (discovery, the token itself), retried alike."""
+        """A request made before there is a token (discovery), retried alike."""
         session = await self._open()
         problem: object = None
         for attempt in range(self.attempts):
+            wait: float | None = None
             try:
                 async with session.request(method, url, **kwargs) as response:
                     self._count(response.status)
                     if response.status in RETRY_STATUSES:
                         problem = f"HTTP {response.status}"
+                        wait = parse_retry_after(response.headers.get("Retry-After"))
                     else:
                         return response.status, json_body(await response.read())
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 problem = exc
-            await asyncio.sleep(_backoff(attempt))
+            await asyncio.sleep(_pause(wait, attempt))
         raise OutcomeUnknown(f"{method} {url}: no answer after {self.attempts} attempts ({problem})")
 
     async def discover(self) -> dict[str, str]:
@@ -86,19 +89,27 @@ class EdFiClient:
         return self.urls
 
     async def _authenticate(self, stale: str | None) -> str:
-        async with self._token_lock:
-            if self.token is not None and self.token != stale:
-                return self.token
-            urls = await self.discover()
-            basic = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
-            status, body = await self._plain("POST", urls["oauth"], data={"grant_type": "client_credentials"},
-                                             headers={"Authorization": f"Basic {basic}"})
-            if status != 200 or "access_token" not in body:
-                raise AuthRefused(None,
-                                       f"Ed-Fi refused the client credentials ({body.get('error', status)}). "
-                                       "Check the key and secret and save the connection again.")
-            self.token = str(body["access_token"])
-            return self.token
+        """The token in hand, or a new one when there is none or ``stale`` is it (one fetch
+        shared by every request waiting for it, by the rule of ``connectors.oauth``)."""
+        await self._token_fetch.run(lambda: self.token is None or self.token == stale, self._fetch_token)
+        assert self.token is not None
+        return self.token
+
+    async def _fetch_token(self) -> None:
+        url = (await self.discover())["oauth"]
+        session = await self._open()
+        basic = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+
+        async def send() -> TokenAnswer:
+            async with session.post(url, data={"grant_type": "client_credentials"},
+                                    headers={"Authorization": f"Basic {basic}"}) as response:
+                self._count(response.status)
+                return TokenAnswer(response.status, json_body(await response.read()),
+                                   parse_retry_after(response.headers.get("Retry-After")))
+
+        body = await obtain_token("Ed-Fi", url, send, attempts=self.attempts, backoff=_backoff,
+                                  transport_errors=(aiohttp.ClientError, TimeoutError))
+        self.token = str(body["access_token"])
 
     def resource_url(self, resource: str) -> str:
         return self.urls["dataManagementApi"].rstrip("/") + f"/ed-fi/{resource}"
@@ -118,12 +129,10 @@ class EdFiClient:
                         token = await self._authenticate(token)
                         continue
                     if response.status in RETRY_STATUSES:
-                        retry_after = response.headers.get("Retry-After")
-                        await asyncio.sleep(float(retry_after) if retry_after and retry_after.isdigit()
-                                            else _backoff(attempt))
+                        await asyncio.sleep(_pause(parse_retry_after(response.headers.get("Retry-After")), attempt))
                         continue
                     return response.status, response.headers, await response.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 await asyncio.sleep(_backoff(attempt))
         raise OutcomeUnknown(f"{method} {url}: no answer after {self.attempts} attempts")
 
@@ -185,3 +194,8 @@ class EdFiClient:
 
 def _backoff(attempt: int) -> float:
     return min(8.0, 0.1 * 2**attempt) * (0.5 + random.random() / 2)
+
+
+def _pause(retry_after: float | None, attempt: int) -> float:
+    """The server's ``Retry-After`` when it asked for one (at least the backoff), else the backoff."""
+    return max(retry_after, _backoff(attempt)) if retry_after is not None else _backoff(attempt)

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 
 from passback.connectors.http import PASS, GaveUp, HttpClient, RetryableError, RetryPolicy, default_limits, default_timeout
-from passback.connectors.oauth import ClientCredentials, TokenRefused
+from passback.connectors.oauth import ClientCredentials
 from passback.connectors.powerschool.errors import refused
-from passback.errors import AuthRefused, OutcomeUnknown
+from passback.errors import OutcomeUnknown
 
 PAGE_SIZE = 100
 
@@ -34,7 +34,8 @@ class PowerSchoolClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._cache: dict[str, asyncio.Future[list[Any]]] = {}
-        self.auth = ClientCredentials(f"{self.base_url}/oauth/access_token", client_id, client_secret)
+        self.auth = ClientCredentials(f"{self.base_url}/oauth/access_token", client_id, client_secret,
+                                      system="PowerSchool", policy=policy, timeout=default_timeout(timeout))
         self.http = HttpClient(
             httpx.AsyncClient(
                 base_url=self.base_url,
@@ -58,16 +59,12 @@ class PowerSchoolClient:
         return None
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send with retries; the plugin's token is fetched by the rule of ``connectors.oauth``
+        (its refusals and unavailability raise from here as they are)."""
         try:
             return await self.http.request(method, path, **kwargs)
         except GaveUp as exc:
             raise OutcomeUnknown(str(exc)) from exc
-        except TokenRefused as exc:
-            raise AuthRefused(
-                None,
-                f"PowerSchool refused the plugin credentials ({exc}). Check the client id and "
-                "secret of the plugin and save the connection again.",
-            ) from exc
 
     async def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         response = await self.request("GET", path, params=params)
@@ -99,4 +96,7 @@ class PowerSchoolClient:
         return await asyncio.shield(self._cache[path])
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        try:
+            await self.http.aclose()
+        finally:
+            await self.auth.aclose()

@@ -1,5 +1,11 @@
 """Schoology source (S2) against the Schoology emulator: the shared source contract plus
-Schoology's own OAuth 1.0a, replay refusal, paging and rate limit."""
+Schoology's own OAuth 1.0a, replay refusal, paging and rate limit.
+
+The truth follows Schoology's documentation: every gradebook column (assignment,
+assessment, graded discussion) is an assignment; exception 1 is excused, 2 incomplete
+(a 0); Schoology documents no "missing" exception, so no score is ever read as missing,
+and a grade with an undocumented code is not read at all (test_schoology_docs.py checks
+that it is reported)."""
 
 from __future__ import annotations
 
@@ -9,12 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from passback.errors import SourceError
 from passback.connectors.schoology.client import SchoologyClient
-from passback.emulators.schoology import REPLAY_TEXT
 from passback.connectors.schoology.source import SchoologySource
-from tests.conftest import SCHOOLOGY_KEY, SCHOOLOGY_SECRET, SchoologyDistrict
+from passback.emulators.schoology import GRADE_ITEM_TYPES, REPLAY_TEXT
+from passback.errors import SourceError
 from passback.testing.sources import SourceContract
+from tests.conftest import SCHOOLOGY_KEY, SCHOOLOGY_SECRET, SchoologyDistrict
 
 
 def schoology_truth(state: dict[str, Any]) -> dict[str, Any]:
@@ -22,19 +28,21 @@ def schoology_truth(state: dict[str, Any]) -> dict[str, Any]:
     for section in state["sections"].values():
         sid = section["id"]
         enrolled = {e["id"]: e for e in state["enrollments"].values() if e["section_id"] == sid and e["admin"] == 0}
-        assignments = {a["id"]: a for a in state["assignments"].values() if a["section_id"] == sid}
+        assignments = {a["id"]: a for a in state["assignments"].values() if a["section_id"] == sid
+                       and a.get("type", "assignment") in GRADE_ITEM_TYPES}
         grades = [g for g in state["grades"].values() if g["assignment_id"] in assignments
                   and str(g["enrollment_id"]) in enrolled]
         uid = {int(k): str(e["uid"]) for k, e in enrolled.items()}
+        points = {(str(g["assignment_id"]), uid[g["enrollment_id"]]): 0.0 if g["exception"] == 2 else g["grade"]
+                  for g in grades if g["exception"] == 2 or (g["exception"] == 0 and g["grade"] is not None)}
         courses[sid] = {
             "section_sis_ids": [section["section_school_code"]],
             "student_sis_ids": [state["users"][str(e["uid"])]["school_uid"] for e in enrolled.values()],
             "assignments": {str(a["id"]): (a["title"], float(a["max_points"]) if a["max_points"] else None)
                             for a in assignments.values()},
-            "graded_scores": {(str(g["assignment_id"]), uid[g["enrollment_id"]]): g["grade"]
-                              for g in grades if g["exception"] == 0 and g["grade"] is not None},
+            "graded_scores": points,
             "excused": {(str(g["assignment_id"]), uid[g["enrollment_id"]]) for g in grades if g["exception"] == 1},
-            "missing": {(str(g["assignment_id"]), uid[g["enrollment_id"]]) for g in grades if g["exception"] == 3},
+            "missing": set(),
             "imported_categories": {},
         }
     return {"courses": courses}
@@ -57,9 +65,9 @@ class TestSchoologyContract(SourceContract):
 
 
 def test_plaintext_signature_and_replayed_nonce(schoology_district: SchoologyDistrict) -> None:
-    header = ('OAuth realm="Schoology API", oauth_consumer_key="{key}", oauth_token="", oauth_nonce="n1", '
+    header = (f'OAuth realm="Schoology API", oauth_consumer_key="{SCHOOLOGY_KEY}", oauth_token="", oauth_nonce="n1", '
               'oauth_timestamp="1700000000", oauth_signature_method="PLAINTEXT", oauth_version="1.0", '
-              'oauth_signature="{secret}%26"').format(key=SCHOOLOGY_KEY, secret=SCHOOLOGY_SECRET)
+              f'oauth_signature="{SCHOOLOGY_SECRET}%26"')
     url = f"{schoology_district.schoology.url}/v1/users/me"
     first = httpx.get(url, headers={"Authorization": header})
     assert first.status_code == 303 and first.headers["location"].endswith("/v1/users/" + str(

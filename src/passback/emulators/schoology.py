@@ -4,20 +4,42 @@ Contract (Schoology's REST API v1 documentation):
 
 * Auth: two-legged OAuth 1.0a in the ``Authorization: OAuth realm="Schoology API", ...``
   header, PLAINTEXT (signature ``secret&``, percent-encoded or not) or HMAC-SHA1 over the
-  standard base string; ``oauth_token`` empty or absent. A reused timestamp and nonce is
-  refused with 401 and the text ``Duplicate timestamp/nonce combination, possible replay
-  attack.  Request rejected.``; a bad key or signature with 401 and a short text.
+  standard base string. ``oauth_token`` must be present and, two-legged, empty
+  (``oauth_token=""``, as the Authentication page says); a header without it is refused
+  with 401 and the text of Schoology's OAuth library, ``Can't verify request, missing
+  oauth_consumer_key or oauth_token``. A reused timestamp and nonce is refused with 401
+  and the text ``Duplicate timestamp/nonce combination, possible replay attack.  Request
+  rejected.``; a bad key or signature with 401 and a short text.
 * ``GET /v1/users/me`` answers 303 to ``/v1/users/{uid}`` (a client must sign the
   follow-up afresh).
 * Lists page with ``start`` and ``limit`` (default 20, clamped to 200) and carry
   ``total`` and ``links.self``, plus ``links.next`` only while more rows remain. Wrapper
   keys are singular nouns holding arrays (``section``, ``enrollment``, ``assignment``,
-  ``grading_category``, ``grading_period``); grades are ``{"grades": {"grade": [...]}}``.
-  Ids and counts come as strings where Schoology sends strings.
-* Grades: ``exception`` 0 none, 1 excused, 2 incomplete, 3 missing; a grade with an
-  exception above 0 is null (missing carries 0, as Schoology's gradebook shows it).
+  ``grading_category``, ``grading_period``, ``discussion``); grades are
+  ``{"grades": {"grade": [...]}}``. Ids and counts come as strings where Schoology sends
+  strings.
+* Gradebook columns: assignment objects whose read-only ``type`` is ``assignment``,
+  ``assessment`` (tests and quizzes) or ``discussion``. ``/assignments`` lists the
+  assignments and assessments ("containers for coursework and tests/quizzes");
+  ``/grade_items`` lists every column, graded discussions included; ``/discussions``
+  lists the discussion threads, a graded one carrying ``grade_item_id`` (its column's id,
+  which its grades carry as ``assignment_id``) while its column's ``grade_item_id`` is the
+  thread's id. :func:`add_grade_item` adds a column of any type (the API creates only
+  plain assignments: ``type`` is not accepted in POST/PUT).
+* Grading categories: ``POST /sections/{id}/grading_categories`` with
+  ``{"grading_categories": {"grading_category": [...]}}`` answers 200 with
+  ``{"grading_category": [{"id": "...", "response_code": 200, "title": ...}, ...]}``.
+* Grades: ``exception`` 0 none, 1 excused, 2 incomplete, the only codes Schoology
+  documents; a grade with an exception above 0 is null. A PUT with any other code is
+  refused for that row (``response_code`` 400); the emulator invents no other code, but
+  a state loaded from elsewhere may hold one, and is served as it is (a reader must
+  report it, not guess). Each grade carries ``type`` (``assignment`` or ``discussion``)
+  and ``location``.
 * Rate limit: ``rate_limit`` requests per 5 seconds per consumer key (default 50), then
   429. 403 and 404 answer with an empty body.
+* Every write the emulator accepted (status below 400) is logged in
+  ``SchoologyEmulator.writes`` as ``(method, path, body)``: the check that a create was
+  sent once.
 
 Control (never faulted): ``/_emulator/stats``, ``/_emulator/faults``, ``/_emulator/state``.
 """
@@ -42,8 +64,11 @@ from passback.emulators.faults import FaultConfig
 from passback.emulators.state import StateFile
 
 REPLAY_TEXT = "Duplicate timestamp/nonce combination, possible replay attack.  Request rejected."
+MISSING_TOKEN_TEXT = "Can't verify request, missing oauth_consumer_key or oauth_token"
 DEFAULT_LIMIT, MAX_LIMIT = 20, 200
-EXCEPTION_EXCUSED, EXCEPTION_INCOMPLETE, EXCEPTION_MISSING = 1, 2, 3
+EXCEPTION_EXCUSED, EXCEPTION_INCOMPLETE = 1, 2
+DOCUMENTED_EXCEPTIONS = frozenset({0, EXCEPTION_EXCUSED, EXCEPTION_INCOMPLETE})
+GRADE_ITEM_TYPES = ("assignment", "assessment", "discussion")
 
 
 def empty_state() -> dict[str, Any]:
@@ -65,6 +90,7 @@ class SchoologyEmulator:
         self.seen: set[tuple[str, str, str]] = set()
         self.windows: dict[str, deque[float]] = {}
         self.rate_limited = 0
+        self.writes: list[tuple[str, str, Any]] = []  # (method, path, body) of every write accepted
 
     def new_id(self) -> int:
         self.state["next_id"] += 1
@@ -72,9 +98,15 @@ class SchoologyEmulator:
 
     def authenticate(self, request: Request) -> tuple[str | None, Response | None]:
         params = _oauth_params(request.headers.get("authorization", ""))
+        if params is not None and ("oauth_token" not in params or "oauth_consumer_key" not in params):
+            return None, PlainTextResponse(MISSING_TOKEN_TEXT, status_code=401)
         consumer = self.state["consumers"].get((params or {}).get("oauth_consumer_key", ""))
         if params is None or consumer is None:
             return None, PlainTextResponse("Invalid OAuth consumer key", status_code=401)
+        if params["oauth_token"]:  # two-legged keys have no token; a three-legged one is unknown here
+            return None, PlainTextResponse(f'The consumer_key "{params["oauth_consumer_key"]}" token '
+                                           f'"{params["oauth_token"]}" combination does not exist or is not enabled.',
+                                           status_code=401)
         replay_key = (params["oauth_consumer_key"], params.get("oauth_timestamp", ""), params.get("oauth_nonce", ""))
         if replay_key in self.seen:
             return None, PlainTextResponse(REPLAY_TEXT, status_code=401)
@@ -145,6 +177,8 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
                 response = await handler(request, uid)
                 if request.method != "GET":
                     store.dirty = True
+                    if response.status_code < 400:
+                        emu.writes.append((request.method, request.url.path, await _json_body(request)))
                 return response
 
             return Route(path, endpoint, methods=methods)
@@ -203,15 +237,8 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
             return empty_403
         if request.method == "POST":
             body = await request.json()
-            created = []
-            for row in (body.get("grading_categories") or {}).get("grading_category") or []:
-                category_id = emu.new_id()
-                emu.state["grading_categories"][str(category_id)] = {
-                    "id": category_id, "section_id": found["id"], "title": row["title"], "delta": 0,
-                    "calculation_type": int(row.get("calculation_type", 2)), "weight": int(row.get("weight", 0)),
-                }
-                created.append({"response_code": 201, "id": category_id, "title": row["title"]})
-            return JSONResponse({"grading_categories": {"grading_category": created}}, status_code=207)
+            rows = (body.get("grading_categories") or {}).get("grading_category") or []
+            return JSONResponse({"grading_category": [_create_category(emu, found["id"], row) for row in rows]})
         rows = [{k: v for k, v in c.items() if k != "section_id"}
                 for c in emu.state["grading_categories"].values() if c["section_id"] == found["id"]]
         return JSONResponse({"grading_category": sorted(rows, key=lambda c: c["id"])})
@@ -249,15 +276,43 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
             row = _assignment_row(assignment_id, found["id"], body, str(request.base_url))
             emu.state["assignments"][str(assignment_id)] = row
             return JSONResponse(_public_assignment(row), status_code=201)
-        rows = sorted((a for a in emu.state["assignments"].values() if a["section_id"] == found["id"]),
-                      key=lambda a: a["id"])
+        rows = [a for a in _columns(emu, found["id"]) if a.get("type", "assignment") != "discussion"]
         return _page(request, [_public_assignment(a) for a in rows], "assignment", total_as_string=False)
+
+    @route("/v1/sections/{section_id}/grade_items", ["GET"])
+    async def grade_items(request: Request, uid: str) -> Response:
+        found = owned(request, uid)
+        if found is None:
+            return empty_403
+        rows = [_public_assignment(a) for a in _columns(emu, found["id"])]
+        return _page(request, rows, "assignment", total_as_string=False)
+
+    @route("/v1/sections/{section_id}/discussions", ["GET"])
+    async def discussions(request: Request, uid: str) -> Response:
+        found = owned(request, uid)
+        if found is None:
+            return empty_403
+        rows = [_public_discussion(a) for a in _columns(emu, found["id"]) if a.get("type") == "discussion"]
+        return _page(request, rows, "discussion", total_as_string=False)
+
+    @route("/v1/sections/{section_id}/discussions/{discussion_id}", ["GET", "PUT"])
+    async def discussion(request: Request, uid: str) -> Response:
+        found = owned(request, uid)
+        wanted = request.path_params["discussion_id"]
+        row = next((a for a in _columns(emu, found["id"]) if a.get("type") == "discussion"
+                    and str(a["grade_item_id"]) == wanted), None) if found else None
+        if row is None:
+            return Response(status_code=404)
+        if request.method == "GET":
+            return JSONResponse(_public_discussion(row))
+        _apply(row, await request.json())
+        return Response(status_code=204)
 
     @route("/v1/sections/{section_id}/assignments/{assignment_id}", ["GET", "PUT", "DELETE"])
     async def assignment(request: Request, uid: str) -> Response:
         found = owned(request, uid)
         row = emu.state["assignments"].get(request.path_params["assignment_id"])
-        if found is None or row is None or row["section_id"] != found["id"]:
+        if found is None or row is None or row["section_id"] != found["id"] or row.get("type") == "discussion":
             return Response(status_code=404)
         if request.method == "GET":
             return JSONResponse(_public_assignment(row))
@@ -276,32 +331,16 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
             return empty_403
         if request.method == "PUT":
             body = await request.json()
-            results = []
-            for row in (body.get("grades") or {}).get("grade") or []:
-                key = f"{row['assignment_id']}:{row['enrollment_id']}"
-                exception = int(row.get("exception") or 0)
-                grade = None if exception else row.get("grade")
-                if exception == EXCEPTION_MISSING:
-                    grade = 0
-                emu.state["grades"][key] = {
-                    "enrollment_id": int(row["enrollment_id"]), "assignment_id": int(row["assignment_id"]),
-                    "grade": None if grade in (None, "") else float(grade), "exception": exception,
-                    "timestamp": int(time.time()), "comment": row.get("comment", ""),
-                }
-                results.append({"response_code": 200, "assignment_id": row["assignment_id"],
-                                "enrollment_id": row["enrollment_id"]})
-            return JSONResponse({"grades": {"grade": results}})
+            rows = (body.get("grades") or {}).get("grade") or []
+            return JSONResponse({"grades": {"grade": [_put_grade(emu, row) for row in rows]}})
         wanted_assignment = request.query_params.get("assignment_id")
-        assignments_here = {a["id"]: a for a in emu.state["assignments"].values() if a["section_id"] == found["id"]}
+        assignments_here = {a["id"]: a for a in _columns(emu, found["id"])}
         rows = []
         for grade in sorted(emu.state["grades"].values(), key=lambda g: (g["assignment_id"], g["enrollment_id"])):
             assignment_row = assignments_here.get(grade["assignment_id"])
             if assignment_row is None or (wanted_assignment and str(grade["assignment_id"]) != wanted_assignment):
                 continue
-            rows.append({**grade, "max_points": assignment_row["max_points"], "is_final": 0,
-                         "comment_status": None, "override": None, "calculated_grade": None, "pending": None,
-                         "type": "assignment", "category_id": int(assignment_row["grading_category"] or 0),
-                         "scale_id": 0, "scale_type": 0})
+            rows.append(_public_grade(grade, assignment_row, str(request.base_url)))
         start, limit, links = _window(request, len(rows))
         return JSONResponse({"grades": {"grade": rows[start : start + limit]},
                              "period": [{"period_id": f"p{p}", "period_title": emu.state["grading_periods"][str(p)]["title"],
@@ -314,9 +353,9 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
 
     return emulator_app(
         [me, user, user_sections, section, enrollments, grading_categories, grading_category,
-         grading_periods, assignments, assignment, grades],
+         grading_periods, assignments, grade_items, discussions, discussion, assignment, grades],
         emulator=emu, faults=faults, state_file=store,
-        stats_extra=lambda: {"rate_limited": emu.rate_limited, "rate_limit": emu.rate_limit},
+        stats_extra=lambda: {"rate_limited": emu.rate_limited, "rate_limit": emu.rate_limit, "writes": len(emu.writes)},
         on_faults=set_rate_limit,
         throttled_response=(429, b"Rate limit exceeded", {"content-type": "text/plain"}),
     )
@@ -351,3 +390,90 @@ def _public_assignment(row: dict[str, Any]) -> dict[str, Any]:
     body = {k: v for k, v in row.items() if k != "section_id"}
     body["num_assignees"] = len(row.get("assignees") or [])
     return body
+
+
+def _columns(emu: SchoologyEmulator, section_id: str) -> list[dict[str, Any]]:
+    """The section's gradebook columns (every type), in id order."""
+    return sorted((a for a in emu.state["assignments"].values() if a["section_id"] == section_id), key=lambda a: a["id"])
+
+
+def _public_discussion(row: dict[str, Any]) -> dict[str, Any]:
+    """A graded discussion thread as ``/discussions`` shows it: the thread's id, its column's id as ``grade_item_id``."""
+    return {"id": row["grade_item_id"], "uid": None, "title": row["title"], "body": row.get("description", ""),
+            "graded": 1, "due": row.get("due", ""), "grade_item_id": row["id"], "grading_scale": row["grading_scale"],
+            "grading_period": row["grading_period"], "grading_category": row["grading_category"],
+            "max_points": row["max_points"], "factor": row["factor"], "is_final": row["is_final"],
+            "published": row.get("published", 1), "available": 1, "completed": 0, "count_in_grade": 1,
+            "collected_only": 0, "auto_publish_grades": 1, "comments_closed": 0, "completion_status": ""}
+
+
+def _public_grade(grade: dict[str, Any], column: dict[str, Any], base: str) -> dict[str, Any]:
+    """A stored grade as ``GET /grades`` shows it, with its column's ``type`` and API ``location``."""
+    discussion = column.get("type") == "discussion"
+    where = (f"{base}v1/sections/{column['section_id']}/discussions/{column['grade_item_id']}" if discussion
+             else f"{base}v1/sections/{column['section_id']}/assignments/{column['id']}")
+    return {**grade, "max_points": column["max_points"], "is_final": 0, "comment_status": None, "override": None,
+            "calculated_grade": None, "pending": None, "type": "discussion" if discussion else "assignment",
+            "location": where, "category_id": int(column["grading_category"] or 0), "scale_id": 0, "scale_type": 0}
+
+
+def _put_grade(emu: SchoologyEmulator, row: dict[str, Any]) -> dict[str, Any]:
+    """Store one grade of a PUT; a row with an exception Schoology does not document is refused, not stored."""
+    result = {"assignment_id": row["assignment_id"], "enrollment_id": row["enrollment_id"]}
+    try:
+        exception = int(row.get("exception") or 0)
+    except (TypeError, ValueError):
+        exception = -1
+    if exception not in DOCUMENTED_EXCEPTIONS:
+        return result | {"response_code": 400, "message": f"Invalid exception {row.get('exception')!r}"}
+    grade = None if exception else row.get("grade")
+    emu.state["grades"][f"{row['assignment_id']}:{row['enrollment_id']}"] = {
+        "enrollment_id": int(row["enrollment_id"]), "assignment_id": int(row["assignment_id"]),
+        "grade": None if grade in (None, "") else float(grade), "exception": exception,
+        "timestamp": int(time.time()), "comment": row.get("comment", ""),
+    }
+    return result | {"response_code": 200}
+
+
+def _create_category(emu: SchoologyEmulator, section_id: str, row: dict[str, Any]) -> dict[str, Any]:
+    """One row of a bulk create, answered as the documentation shows it (string id, ``response_code`` 200)."""
+    if not row.get("title"):
+        return {"response_code": 400, "message": "Title is required"}
+    category_id = emu.new_id()
+    stored = {"id": category_id, "section_id": section_id, "title": row["title"], "delta": 0,
+              "calculation_type": int(row.get("calculation_type", 2)), "weight": int(row.get("weight", 0)),
+              "drop_lowest": int(row.get("drop_lowest", 0)), "default_max_points": 100, "default_grading_scale": 0}
+    emu.state["grading_categories"][str(category_id)] = stored
+    return {"id": str(category_id), "response_code": 200} | {k: v for k, v in stored.items() if k not in ("id", "section_id")}
+
+
+async def _json_body(request: Request) -> Any:
+    """A write's body for the write log: its JSON, or None when it has none."""
+    raw = await request.body()
+    if not raw:
+        return None
+    try:
+        return await request.json()
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+def add_grade_item(state: dict[str, Any], section_id: str, kind: str, title: str, **fields: Any) -> dict[str, Any]:
+    """Add a gradebook column of ``kind`` (assignment, assessment or discussion) straight into a state.
+
+    Schoology's API creates only plain assignments (``type`` is read-only), so tests and
+    sandboxes put assessments and graded discussions in this way. A discussion gets a
+    thread id of its own as ``grade_item_id``; its grades carry the column's ``id``.
+    """
+    if kind not in GRADE_ITEM_TYPES:
+        raise ValueError(f"Unknown grade item type {kind!r}; choose from {', '.join(GRADE_ITEM_TYPES)}.")
+    state["next_id"] += 1
+    column_id = state["next_id"]
+    node_id = column_id
+    if kind == "discussion":
+        state["next_id"] += 1
+        node_id = state["next_id"]
+    row = _assignment_row(column_id, section_id, {"title": title, **fields}, "https://app.schoology.com/")
+    row.update(type=kind, grade_item_id=node_id)
+    state["assignments"][str(column_id)] = row
+    return row

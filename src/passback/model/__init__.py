@@ -100,6 +100,7 @@ class Assignment(_Frozen):
     sync: bool = True
     published: bool = True
     html_url: str | None = None
+    unreadable: str | None = None  # why the source's item could not be read as a gradebook column
 
 
 class Score(_Frozen):
@@ -120,6 +121,7 @@ class Score(_Frozen):
     excused: bool = False
     resubmitted: bool = False
     graded_at: datetime | None = None
+    unreadable: str | None = None  # why the source's value could not be read (neither sent nor cleared)
 
 
 class CourseSnapshot(_Frozen):

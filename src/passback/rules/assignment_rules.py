@@ -122,7 +122,15 @@ def term_open(assignment: Assignment, ctx: AssignmentRuleContext) -> list[Findin
 
 AssignmentRule = Callable[[Assignment, AssignmentRuleContext], list[Finding]]
 
+def readable(assignment: Assignment, ctx: AssignmentRuleContext) -> list[Finding]:
+    """A column the source holds but passback could not read is reported, never dropped."""
+    if assignment.unreadable:
+        return [Finding("source-item-unsupported", _names(assignment) | {"reason": assignment.unreadable})]
+    return []
+
+
 RULES: tuple[AssignmentRule, ...] = (
+    readable,
     sync_switch,
     published,
     term_open,

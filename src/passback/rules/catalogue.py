@@ -254,6 +254,32 @@ _ENTRIES = [
         ),
     ),
     CatalogueEntry(
+        code="source-grade-unreadable",
+        outcome="error",
+        message="The grade of student {student_id} for assignment {assignment_id} could not be read: {reason}",
+        meaning=(
+            "The source holds a value passback does not know the meaning of (for Schoology, a grade "
+            "exception other than 1 excused or 2 incomplete); it is neither sent nor cleared."
+        ),
+        fix=(
+            "Open the grade in the source and enter a score, or mark it excused or incomplete; then "
+            "sync again."
+        ),
+    ),
+    CatalogueEntry(
+        code="source-item-unsupported",
+        outcome="skipped",
+        message="{assignment_name} could not be read: {reason}",
+        meaning=(
+            "The source lists a gradebook item of a type its API documentation does not describe; "
+            "it is not sent."
+        ),
+        fix=(
+            "Enter its grades in the destination by hand, or recreate it as an assignment, "
+            "assessment or discussion."
+        ),
+    ),
+    CatalogueEntry(
         code="assignment-linked-by-another-run",
         outcome="skipped",
         message=(

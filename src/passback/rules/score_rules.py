@@ -21,6 +21,8 @@ def check_score(
         "dest_student_id": dest_student_id,
         "dest_assignment_section_id": dest_assignment_section_id,
     }
+    if score.unreadable:
+        return Finding("source-grade-unreadable", context | {"reason": score.unreadable})
     if score.excused:
         return None if dest_student_id and dest_assignment_section_id else _not_in_section(context)
     if score.missing:

@@ -239,7 +239,7 @@ def schoology_from_canvas(canvas: dict[str, Any], consumer_key: str = "sandbox-s
 
     Categories carry the Canvas group names but no link to PowerSchool: in Schoology they
     are mapped per course (seed 001, step C). Grades copy the Canvas submissions (excused
-    -> exception 1, missing -> exception 3).
+    -> exception 1; a missing submission has no grade: Schoology documents no missing exception).
     """
     from passback.emulators.schoology import empty_state as empty_schoology
 
@@ -306,9 +306,7 @@ def schoology_from_canvas(canvas: dict[str, Any], consumer_key: str = "sandbox-s
                     continue
                 if submission["excused"]:
                     exception, grade = 1, None
-                elif submission["missing"]:
-                    exception, grade = 3, 0.0
-                elif submission["score"] is not None:
+                elif submission["score"] is not None and not submission["missing"]:
                     exception, grade = 0, float(submission["score"])
                 else:
                     continue

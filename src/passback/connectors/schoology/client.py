@@ -2,6 +2,9 @@
 
 Every request is signed afresh (Schoology refuses a reused nonce), including the
 follow-up of a 303 redirect, which is why redirects are followed here and not by httpx.
+Schoology's authentication page asks two-legged requests to carry ``oauth_token`` all
+the same, as an empty string (``oauth_token=""``), and its public clients do; authlib
+leaves an empty token out, so :class:`TwoLeggedSigner` puts it back (and signs it).
 """
 
 from __future__ import annotations
@@ -12,16 +15,28 @@ from typing import Any
 import httpx
 from authlib.oauth1 import SIGNATURE_HMAC_SHA1, ClientAuth
 
-from passback.connectors.schoology.errors import refused, unreachable
 from passback.connectors.http import GaveUp, HttpClient, RetryPolicy, default_limits, default_timeout
+from passback.connectors.schoology.errors import refused, unreachable
 
 PAGE_LIMIT = 200
 
 
+class TwoLeggedSigner(ClientAuth):
+    """authlib's OAuth 1.0a signer, with the empty ``oauth_token`` Schoology documents for two-legged calls."""
+
+    def get_oauth_params(self, nonce: str, timestamp: str) -> list[tuple[str, str]]:
+        params: list[tuple[str, str]] = super().get_oauth_params(nonce, timestamp)
+        if not self.token:
+            params.append(("oauth_token", ""))
+        return params
+
+
 class OAuth1(httpx.Auth):
+    """Signs each request (and each retry) afresh: Schoology refuses a reused timestamp and nonce."""
+
     def __init__(self, consumer_key: str, consumer_secret: str) -> None:
-        self.signer = ClientAuth(consumer_key, consumer_secret, signature_method=SIGNATURE_HMAC_SHA1,
-                                 realm="Schoology API")
+        self.signer = TwoLeggedSigner(consumer_key, consumer_secret, signature_method=SIGNATURE_HMAC_SHA1,
+                                      realm="Schoology API")
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         body = request.content if request.headers.get("content-type", "").startswith(
@@ -67,6 +82,7 @@ class SchoologyClient:
         return rows
 
     async def send(self, method: str, path: str, json: Any) -> httpx.Response:
+        """A write; a POST whose answer is lost raises :class:`~passback.connectors.http.UncertainWrite`."""
         return await self.request(method, f"/v1{path}", json=json)
 
     async def aclose(self) -> None:

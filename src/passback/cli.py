@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from passback.errors import PassbackError
+from passback.errors import Invalid, PassbackError
 from passback.logs import configure_logging
 from passback.pipeline.plan import Plan, Scope
 from passback.pipeline.run import RunResult
@@ -165,42 +165,79 @@ def _save_sandbox_connections(settings: Settings, info) -> None:  # type: ignore
     store = open_store(settings)
     creds = info.creds
     connection_service.save(store, settings, name=SANDBOX_SOURCE, kind="canvas", url=info.url("canvas"),
-                            credentials={"token": creds.canvas_token})
+                            credentials={"token": creds.canvas_token}, replace=True)
     connection_service.save(store, settings, name=SANDBOX_DESTINATION, kind="powerschool",
                             url=info.url("powerschool"),
                             credentials={"client_id": creds.powerschool_client_id,
-                                         "client_secret": creds.powerschool_client_secret})
+                                         "client_secret": creds.powerschool_client_secret}, replace=True)
     store.dispose()
 
 
 # --- connections ----------------------------------------------------------------------------
 
 
+def _secret(value: str | None, env_name: str | None, option: str) -> str | None:
+    """A secret given directly, or read from the environment variable named (kept out of shell history)."""
+    if env_name is None:
+        return value
+    found = os.environ.get(env_name)
+    if not found:
+        raise Invalid(f"{option} names the environment variable {env_name}, which is not set (or empty). "
+                      f"Set it first: export {env_name}=...")
+    return found
+
+
 @app.command("connect")
 def connect(
     kind: str = typer.Argument(..., help="canvas, schoology, powerschool, edfi or csv"),
     name: str = typer.Option(..., help="A name to refer to this connection by."),
-    url: str = typer.Option(..., help="Base URL, e.g. https://district.instructure.com"),
+    url: str = typer.Option(..., help="Base URL, e.g. https://district.instructure.com (csv: the export's path)."),
     token: str = typer.Option(None, help="Canvas access token.", envvar="PASSBACK_CONNECT_TOKEN"),
-    client_id: str = typer.Option(None, help="PowerSchool plugin client id."),
-    client_secret: str = typer.Option(None, help="PowerSchool plugin client secret.",
+    token_env: str = typer.Option(None, "--token-env", metavar="VAR", help="Read the Canvas token from this variable."),
+    client_id: str = typer.Option(None, help="PowerSchool plugin client id, or Ed-Fi key."),
+    client_secret: str = typer.Option(None, help="PowerSchool plugin client secret, or Ed-Fi secret.",
                                       envvar="PASSBACK_CONNECT_CLIENT_SECRET"),
+    client_secret_env: str = typer.Option(None, "--client-secret-env", metavar="VAR",
+                                          help="Read the client secret from this variable."),
     consumer_key: str = typer.Option(None, help="Schoology API consumer key."),
     consumer_secret: str = typer.Option(None, help="Schoology API consumer secret.",
                                         envvar="PASSBACK_CONNECT_CONSUMER_SECRET"),
+    consumer_secret_env: str = typer.Option(None, "--consumer-secret-env", metavar="VAR",
+                                            help="Read the Schoology consumer secret from this variable."),
+    replace: bool = typer.Option(False, "--replace", help="Save over the connection of this name."),
+    no_check: bool = typer.Option(False, "--no-check", help="Save without trying the URL and credentials first."),
 ) -> None:
-    """Save a connection; its credentials are encrypted at rest."""
+    """Save a connection after one real request shows its URL and credentials work; credentials are encrypted."""
     settings = get_settings()
-    given = {"token": token, "client_id": client_id, "client_secret": client_secret,
-             "consumer_key": consumer_key, "consumer_secret": consumer_secret}
     with _friendly_errors():
-        connection_service.save(open_store(settings), settings, name=name, kind=kind, url=url, credentials=given)
-    console.print(f"Saved connection {name!r} ({kind}, {url}).")
+        given = {"token": _secret(token, token_env, "--token-env"), "client_id": client_id,
+                 "client_secret": _secret(client_secret, client_secret_env, "--client-secret-env"),
+                 "consumer_key": consumer_key,
+                 "consumer_secret": _secret(consumer_secret, consumer_secret_env, "--consumer-secret-env")}
+        store = open_store(settings)
+        checked = None if no_check else asyncio.run(connection_service.probe(kind, url, given, settings))
+        connection_service.save(store, settings, name=name, kind=kind, url=url, credentials=given, replace=replace)
+    console.print(f"Saved connection {name!r} ({kind}, {url})" + (f": {checked}." if checked else ", not checked."))
 
 
-@app.command("connections")
-def connections_cmd(json_out: bool = typer.Option(False, "--json")) -> None:
+connections_app = typer.Typer(help="Saved connections: list them (never their secrets), remove one.",
+                               invoke_without_command=True)
+app.add_typer(connections_app, name="connections")
+
+
+@connections_app.command("remove")
+def connections_remove(name: str = typer.Argument(..., help="The connection's name.")) -> None:
+    """Remove a connection with no run history, and what passback kept for it alone."""
+    with _friendly_errors():
+        connection_service.remove(open_store(get_settings()), name)
+    console.print(f"Removed connection {name!r}.")
+
+
+@connections_app.callback()
+def connections_cmd(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
     """List saved connections (never their secrets)."""
+    if ctx.invoked_subcommand is not None:
+        return
     rows = list_connections(open_store(get_settings()))
     if json_out:
         _emit_json(rows)

@@ -33,7 +33,10 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.data_dir / 'passback.db'}"
 
     def ensure_data_dir(self) -> Path:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """The data directory, owner-only: it holds the key file and the SQLite store."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.data_dir.stat().st_mode & 0o077:
+            self.data_dir.chmod(0o700)
         return self.data_dir
 
 

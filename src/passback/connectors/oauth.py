@@ -179,6 +179,10 @@ class ClientCredentials(httpx.Auth):
         self.token = OAuth2Token.from_dict(body)
         self.fetched += 1
 
+    async def fetch_token(self) -> None:
+        """Fetch a token now (a connection check): refusals and unavailability raise as they are."""
+        await self._shared.run(lambda: True, self._fetch)
+
     def _stale(self) -> bool:
         return self.token is None or bool(self.token.is_expired(leeway=self.leeway))
 

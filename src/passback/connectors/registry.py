@@ -7,7 +7,7 @@ Connector modules are imported only when a connection of their kind is opened.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,10 +77,65 @@ def _edfi(config: Any, http: HttpOptions) -> RecordsDestination:
                                       concurrency=http.concurrency, timeout=http.timeout))
 
 
+async def _probe_canvas(config: Any, http: HttpOptions) -> str:
+    from passback.connectors.canvas.client import CanvasClient
+
+    client = CanvasClient(config.url, config.token, concurrency=1, timeout=http.timeout)
+    try:
+        await client.get("/courses", params={"per_page": 1})
+    finally:
+        await client.aclose()
+    return "the token was accepted"
+
+
+async def _probe_schoology(config: Any, http: HttpOptions) -> str:
+    from passback.connectors.schoology.client import SchoologyClient
+
+    client = SchoologyClient(config.url, config.consumer_key, config.consumer_secret, concurrency=1,
+                             timeout=http.timeout)
+    try:
+        await client.get("/users/me")
+    finally:
+        await client.aclose()
+    return "the consumer key and secret were accepted"
+
+
+async def _probe_powerschool(config: Any, http: HttpOptions) -> str:
+    client = _powerschool_client(config, http)
+    try:
+        await client.auth.fetch_token()
+    finally:
+        await client.aclose()
+    return "the plugin's client id and secret were accepted"
+
+
+async def _probe_edfi(config: Any, http: HttpOptions) -> str:
+    from passback.connectors.edfi.client import EdFiClient
+
+    client = EdFiClient(config.url, config.client_id, config.client_secret, concurrency=1, timeout=http.timeout)
+    try:
+        await client.authenticate()
+    finally:
+        await client.aclose()
+    return "the ODS/API answered and the key and secret were accepted"
+
+
+async def _probe_csv(config: Any, http: HttpOptions) -> str:
+    from pathlib import Path
+
+    path = Path(config.url)
+    if not path.is_file():
+        raise Invalid(f"There is no file at {path}; export the posted grades there, or give the export's path.")
+    with path.open("rb") as handle:
+        handle.read(1)
+    return "the export file can be read"
+
+
 @dataclass(frozen=True)
 class ConnectorKind:
     config: type[ConnectionConfig]
     openers: dict[str, Callable[[Any, HttpOptions], Any]]
+    probe: Callable[[Any, HttpOptions], Awaitable[str]]  # one real request: are the URL and credentials right?
 
     @property
     def name(self) -> str:
@@ -92,11 +147,11 @@ class ConnectorKind:
 
 
 KINDS: dict[str, ConnectorKind] = {k.name: k for k in (
-    ConnectorKind(CanvasConfig, {SOURCE: _canvas_source}),
-    ConnectorKind(SchoologyConfig, {SOURCE: _schoology_source}),
-    ConnectorKind(PowerSchoolConfig, {DESTINATION: _powerteacher, POSTED: _powerschool_posted}),
-    ConnectorKind(EdFiConfig, {RECORDS: _edfi}),
-    ConnectorKind(CsvExportConfig, {POSTED: _csv_posted}),
+    ConnectorKind(CanvasConfig, {SOURCE: _canvas_source}, _probe_canvas),
+    ConnectorKind(SchoologyConfig, {SOURCE: _schoology_source}, _probe_schoology),
+    ConnectorKind(PowerSchoolConfig, {DESTINATION: _powerteacher, POSTED: _powerschool_posted}, _probe_powerschool),
+    ConnectorKind(EdFiConfig, {RECORDS: _edfi}, _probe_edfi),
+    ConnectorKind(CsvExportConfig, {POSTED: _csv_posted}, _probe_csv),
 )}
 
 

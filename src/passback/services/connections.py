@@ -22,11 +22,18 @@ from passback.connectors.registry import (
     kind_of,
     open_connector,
 )
-from passback.errors import Invalid
+from passback.errors import Conflict, ErrorKind, Invalid, NotFound, PassbackError, Unavailable
 from passback.pipeline.gradebook import GradebookConnectors
 from passback.pipeline.statereport import StateReportConnectors, preferences_from
 from passback.settings import Settings
-from passback.store.connections import Connection, get_connection, get_connection_by_id, save_connection
+from passback.store.connections import (
+    Connection,
+    get_connection,
+    get_connection_by_id,
+    kind_of_saved,
+    remove_connection,
+    save_connection,
+)
 from passback.store.db import Store
 from passback.store.identity import Pairing
 from passback.vault import load_key
@@ -40,16 +47,47 @@ def config_of(connection: Connection) -> ConnectionConfig:
     return kind_of(connection.kind).config.parse(connection.base_url, connection.credentials)
 
 
+async def probe(kind: str, url: str, credentials: dict[str, Any], settings: Settings) -> str:
+    """One real request with these values: what it showed, or an error naming the URL and the fix."""
+    connector_kind = kind_of(kind)
+    config = connector_kind.config.parse(url, credentials)
+    try:
+        return await connector_kind.probe(config, http_options(settings))
+    except PassbackError as exc:
+        same_kind = {ErrorKind.NOT_FOUND: NotFound, ErrorKind.INVALID: Invalid, ErrorKind.UNAVAILABLE: Unavailable,
+                     ErrorKind.CONFLICT: Conflict}[exc.kind]
+        raise same_kind(f"Checking {config.url} failed, so the connection was not saved: {exc} "
+                        "(--no-check saves it without trying)") from exc
+    except (OSError, ValueError) as exc:  # an unreachable host, a malformed URL
+        raise Unavailable(f"Cannot reach {config.url} ({exc.__class__.__name__}: {exc}); check the URL and that "
+                          "the server is up. The connection was not saved (--no-check saves it without trying).") from exc
+
+
 def save(store: Store, settings: Settings, *, name: str, kind: str, url: str,
-         credentials: dict[str, Any]) -> Connection:
-    """Check the values against the kind's config, then save (credentials encrypted)."""
+         credentials: dict[str, Any], replace: bool = False) -> Connection:
+    """Check the values against the kind's config, then save (credentials encrypted).
+
+    Saving over an existing name must be asked for (``replace``), and keeps its kind: the
+    run history of a connection names it, so a name never changes what it is.
+    """
     config = kind_of(kind).config.parse(url, credentials)
+    existing = kind_of_saved(store, name)
+    if existing is not None and not replace:
+        raise Conflict(f"A connection named {name!r} exists already; add --replace to save over it "
+                       "(its history and settings stay), or choose another name.")
+    if existing is not None and existing != kind:
+        raise Conflict(f"Connection {name!r} is a {existing} connection; it cannot become a {kind} one. "
+                       "Choose another name.")
     return save_connection(store, load_key(settings), name=name, kind=kind, base_url=config.url,
                            credentials=config.credentials())
 
 
+def remove(store: Store, name: str) -> None:
+    remove_connection(store, name)
+
+
 def load(store: Store, settings: Settings, name_or_id: str | int) -> Connection:
-    key = load_key(settings)
+    key = load_key(settings, create=False)
     if isinstance(name_or_id, int):
         return get_connection_by_id(store, key, name_or_id)
     return get_connection(store, key, name_or_id)

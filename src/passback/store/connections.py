@@ -8,9 +8,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from passback.errors import NotFound
+from passback.errors import Conflict, NotFound
 from passback.store.db import Store
-from passback.store.tables import connections
+from passback.store.tables import (
+    assignment_switches,
+    category_mappings,
+    connections,
+    edfi_events,
+    identity_map,
+    leases,
+    runs,
+)
 from passback.vault import decrypt, encrypt
 
 
@@ -38,21 +46,22 @@ def save_connection(
     credentials: dict[str, str],
     settings: dict[str, Any] | None = None,
 ) -> Connection:
-    """Create or replace the connection called ``name``."""
-    values = {
+    """Create or replace the connection called ``name`` (a replaced one keeps its id, history and
+    settings unless new settings are given)."""
+    values: dict[str, Any] = {
         "kind": kind,
         "base_url": base_url.rstrip("/"),
         "credentials": encrypt(credentials, key),
-        "settings": settings or {},
     }
+    if settings is not None:
+        values["settings"] = settings
     with store.transaction() as db:
         existing = db.execute(
             sa.select(connections.c.id).where(connections.c.name == name)
         ).scalar_one_or_none()
         if existing is None:
-            db.execute(
-                connections.insert().values(name=name, created_at=datetime.now(UTC), **values)
-            )
+            db.execute(connections.insert().values(name=name, created_at=datetime.now(UTC),
+                                                   **{"settings": {}, **values}))
         else:
             db.execute(connections.update().where(connections.c.id == existing).values(**values))
     return get_connection(store, key, name)
@@ -105,3 +114,34 @@ def update_settings(store: Store, name: str, settings: dict[str, Any]) -> None:
         result = db.execute(connections.update().where(connections.c.name == name).values(settings=settings))
     if result.rowcount == 0:
         raise UnknownConnection(f"No connection named {name!r}. Create one with `passback connect`.")
+
+
+def kind_of_saved(store: Store, name: str) -> str | None:
+    """The kind of the connection called ``name``, or None when there is none."""
+    with store.engine.connect() as db:
+        return db.execute(sa.select(connections.c.kind).where(connections.c.name == name)).scalar_one_or_none()
+
+
+def remove_connection(store: Store, name: str) -> None:
+    """Remove a connection and what passback kept for it alone (links, mappings, queues).
+
+    A connection with run history stays: the history is kept forever and names it.
+    """
+    with store.transaction() as db:
+        found = db.execute(sa.select(connections.c.id).where(connections.c.name == name)).scalar_one_or_none()
+        if found is None:
+            raise UnknownConnection(f"No connection named {name!r}. List them with `passback connections`.")
+        used = db.execute(sa.select(sa.func.count()).select_from(runs).where(
+            sa.or_(runs.c.source_connection_id == found, runs.c.destination_connection_id == found))).scalar_one()
+        if used:
+            raise Conflict(
+                f"Connection {name!r} has run history ({used} run(s)), which is kept and names it, so it cannot "
+                "be removed. To change its URL or credentials, save over it with `passback connect ... --replace`.")
+        for table in (identity_map, category_mappings):
+            db.execute(table.delete().where(sa.or_(table.c.source_connection_id == found,
+                                                   table.c.destination_connection_id == found)))
+        db.execute(assignment_switches.delete().where(assignment_switches.c.source_connection_id == found))
+        for column in [c for c in edfi_events.c if c.name.endswith("connection_id")]:
+            db.execute(edfi_events.delete().where(column == found))
+        db.execute(leases.delete().where(leases.c.key.like(f"%:{found}:%") | leases.c.key.like(f"ods:{found}")))
+        db.execute(connections.delete().where(connections.c.id == found))

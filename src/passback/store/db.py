@@ -123,6 +123,16 @@ class Store:
         self.engine.dispose()
 
 
+def _owner_only(database: Path) -> None:
+    """The SQLite store and its journal files are readable by their owner only (grades, history)."""
+    if not database.parent.is_dir():
+        return
+    database.touch(mode=0o600, exist_ok=True)
+    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+        if path.exists() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+
+
 class StoreUnavailable(Unavailable):
     """The store cannot be opened; the message names the database and the fix."""
 
@@ -138,6 +148,8 @@ def open_store(settings: Settings | None = None, url: str | None = None, *, upgr
         url = settings.resolved_database_url()
         if url.startswith("sqlite"):
             settings.ensure_data_dir()
+    if url.startswith("sqlite:///"):
+        _owner_only(Path(url.removeprefix("sqlite:///")))
     try:
         engine = make_engine(url)
         if needs_upgrade(engine):
@@ -145,8 +157,12 @@ def open_store(settings: Settings | None = None, url: str | None = None, *, upgr
                 raise StoreUnavailable(
                     f"The store at {_shown(url)} is not at this version's schema. Run `passback db upgrade`.")
             migrate(engine)
-    except (sa.exc.OperationalError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+    except (sa.exc.DatabaseError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        if "not a database" in reason or "malformed" in reason:
+            raise StoreUnavailable(
+                f"The store at {_shown(url)} is damaged ({reason}). Move it aside and restore the newest backup, "
+                "or move it aside and start afresh (connections must then be saved again).") from exc
         raise StoreUnavailable(
             f"Cannot open the store at {_shown(url)}: {reason}. Check PASSBACK_DATABASE_URL "
             "(or unset it to use the SQLite store in the data directory) and that the database server is up."

@@ -34,7 +34,15 @@ from passback.services.connections import Route
 from passback.services.history import catalogue, explain_run, recent_runs
 from passback.services.runs import sync_courses
 from passback.services.sandbox_state import SANDBOX_DESTINATION, SANDBOX_SOURCE, forget_sandbox_state
-from passback.services.views import COULD_NOT_RUN, demo_view, exit_code, readiness_view, state_run_view, sync_view
+from passback.services.views import (
+    COULD_NOT_RUN,
+    demo_view,
+    exit_code,
+    readiness_view,
+    score_details,
+    state_run_view,
+    sync_view,
+)
 from passback.settings import Settings, get_settings
 from passback.store import open_store
 from passback.store.connections import list_connections
@@ -251,12 +259,37 @@ def connections_cmd(ctx: typer.Context, json_out: bool = typer.Option(False, "--
 # --- sync -------------------------------------------------------------------------------------
 
 
-def _print_plan(plan: Plan) -> None:
+def _print_plan(plan: Plan, details: bool = False) -> None:
     table = Table("assignment", "action", "scores to write", "reason", title=f"Plan for course {plan.course_id}")
     for step in plan.steps:
         writes = sum(s.action in ("create", "update", "delete") for s in step.scores)
         reason = step.findings[0].message if step.findings else ""
         table.add_row(f"{step.assignment_id} {step.name}", step.action, str(writes), reason)
+    console.print(table)
+    if details:
+        _print_score_details(plan)
+
+
+def _shown_value(value: dict[str, Any] | None) -> str:
+    if not value:
+        return "blank"
+    if value.get("exempt"):
+        return "exempt"
+    shown = "blank" if value.get("points") is None else f"{value['points']:g}"
+    return shown + "".join(f" ({flag})" for flag in ("late", "missing") if value.get(flag))
+
+
+def _print_score_details(plan: Plan) -> None:
+    """Each grade the run would write, with what the destination was last given: --details."""
+    table = Table("assignment", "student", "section", "action", "would write", "last written", "reason",
+                  title=f"Grades for course {plan.course_id}")
+    for step in plan.steps:
+        for row in score_details(step):
+            if row.action == "unchanged":
+                continue
+            table.add_row(step.assignment_id, row.student_id, row.dest_section_id or "", row.action,
+                          _shown_value(row.value) if row.value is not None else "",
+                          _shown_value(row.previous) if row.previous is not None else "", row.reason or "")
     console.print(table)
 
 
@@ -282,6 +315,7 @@ def sync_cmd(
     source: str = typer.Option(SANDBOX_SOURCE, help="Source connection name."),
     destination: str = typer.Option(SANDBOX_DESTINATION, help="Destination connection name."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; write nothing."),
+    details: bool = typer.Option(False, "--details", help="With --dry-run: every grade it would write."),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Send the source's grade even where the destination's was changed by hand."),
     wait: float = typer.Option(0.0, "--wait", min=0.0, metavar="SECONDS",
@@ -307,11 +341,11 @@ def sync_cmd(
             quiet=json_out or dry_run,
         )
     if json_out:
-        _emit_json(sync_view(results).shown())
+        _emit_json(sync_view(results, details=details).shown())
     else:
         for result in results:
             if result.status == "dry_run" and result.plan is not None:
-                _print_plan(result.plan)
+                _print_plan(result.plan, details)
             _print_result(result)
     raise typer.Exit(exit_code(results))
 

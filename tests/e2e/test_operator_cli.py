@@ -137,3 +137,33 @@ def test_a_missing_key_file_or_a_damaged_store_is_said_plainly(tmp_path: Path, d
 @pytest.fixture(autouse=True)
 def _no_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PASSBACK_DATABASE_URL", raising=False)
+
+
+def test_a_dry_run_shows_each_grade_it_would_write(tmp_path: Path, district: District) -> None:
+    creds = district.credentials
+    assert passback(tmp_path, "connect", "canvas", "--name", "lms", "--url", district.canvas.url,
+                    "--token", creds.canvas_token).returncode == 0
+    assert passback(tmp_path, "connect", "powerschool", "--name", "sis", "--url", district.powerschool.url,
+                    "--client-id", creds.powerschool_client_id, "--client-secret",
+                    creds.powerschool_client_secret).returncode == 0
+    course = next(c for c in sorted(district.canvas.state["courses"], key=int)
+                  if not _has_broken_assignments(district, c))
+    shown = passback(tmp_path, "sync", "--course", course, "--source", "lms", "--destination", "sis", "--dry-run",
+                     "--details", "--json")
+    assert shown.returncode == 0, shown.stderr
+    plan = json.loads(shown.stdout)["runs"][0]["plan"]
+    canvas = district.canvas.state
+    graded = {(str(s["assignment_id"]), str(s["user_id"])): s for s in canvas["submissions"].values()}
+    checked = 0
+    for step in plan:
+        for row in step["details"]:
+            submission = graded[(step["assignment_id"], row["student_id"])]
+            if row["action"] == "create" and not submission["excused"]:
+                assert row["value"]["points"] == float(submission["score"])  # the Canvas score, as the seed sends it
+                assert row["value"]["late"] == bool(submission["late"])
+                checked += 1
+    assert checked > 0
+    assert district.powerschool.state["assignments"] == {}  # a dry run writes nothing
+    table = passback(tmp_path, "sync", "--course", course, "--source", "lms", "--destination", "sis", "--dry-run",
+                     "--details")
+    assert table.returncode == 0 and "would write" in table.stdout

@@ -23,12 +23,24 @@ class FindingOut(BaseModel):
     message: str
 
 
+class ScoreWriteOut(BaseModel):
+    """One grade a dry run would write (``--details``): whose, where, what, and why not when it would not."""
+
+    student_id: str
+    action: str
+    dest_section_id: str | None = None
+    value: dict[str, Any] | None = None
+    previous: dict[str, Any] | None = None
+    reason: str | None = None
+
+
 class PlanStepOut(BaseModel):
     assignment_id: str
     name: str
     action: str
     scores: dict[str, int]
     findings: list[FindingOut]
+    details: list[ScoreWriteOut] | None = None
 
 
 class RunOut(BaseModel):
@@ -102,20 +114,27 @@ def total(results: list[RunResult]) -> dict[str, int]:
     return counts
 
 
-def run_view(result: RunResult) -> RunOut:
+def score_details(step: Any) -> list[ScoreWriteOut]:
+    return [ScoreWriteOut(student_id=x.student_id, action=x.action, dest_section_id=x.dest_section_id,
+                          value=x.payload.as_value() if x.payload is not None else None, previous=x.previous,
+                          reason=x.finding.message if x.finding else None) for x in step.scores]
+
+
+def run_view(result: RunResult, details: bool = False) -> RunOut:
     plan = None
     if result.status == "dry_run" and result.plan is not None:
         plan = [PlanStepOut(
             assignment_id=s.assignment_id, name=s.name, action=s.action,
             scores={a: sum(x.action == a for x in s.scores) for a in PLAN_ACTIONS},
-            findings=[FindingOut(code=f.code, message=f.message) for f in s.findings])
+            findings=[FindingOut(code=f.code, message=f.message) for f in s.findings],
+            details=score_details(s) if details else None)
             for s in result.plan.steps]
     return RunOut(run_id=result.run_id, status=result.status, counts=result.counts, stats=result.stats,
                   failure=result.failure, plan=plan)
 
 
-def sync_view(results: list[RunResult]) -> SyncOut:
-    return SyncOut(runs=[run_view(r) for r in results], counts=total(results))
+def sync_view(results: list[RunResult], details: bool = False) -> SyncOut:
+    return SyncOut(runs=[run_view(r, details) for r in results], counts=total(results))
 
 
 def state_run_view(result: RunResult) -> StateRunOut:

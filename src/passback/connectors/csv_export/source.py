@@ -26,15 +26,37 @@ def export_digest(path: Path) -> str | None:
     return digest.hexdigest()
 
 
+ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+"""UTF-8 first; a SIS on Windows often exports Windows-1252, and Latin-1 reads any byte left."""
+
+
 def read_export(path: Path) -> PostedExport:
+    """The export's rows, in the first encoding that reads the whole file; a binary file is a problem, not a crash."""
+    if not path.exists():
+        return PostedExport([], {}, {}, [RowProblem(0, f"the export {path} does not exist; check the csv connection's "
+                                                          "path")], set())
+    with path.open("rb") as handle:
+        if b"\x00" in handle.read(8192):
+            return PostedExport([], {}, {}, [RowProblem(0, f"the export {path} is not a CSV text file (it holds binary "
+                                                           "data, as a spreadsheet does); export the posted grades as "
+                                                           "CSV (UTF-8) and sync again")], set())
+    for encoding in ENCODINGS:
+        try:
+            return _read_export(path, encoding)
+        except UnicodeDecodeError:
+            continue
+        except csv.Error as exc:
+            return PostedExport([], {}, {}, [RowProblem(0, f"the export {path} is not a CSV text file ({exc}); export "
+                                                           "the posted grades as CSV (UTF-8) and sync again")], set())
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+def _read_export(path: Path, encoding: str) -> PostedExport:
     rows: dict[str, tuple[int, list[str]]] = {}
     hashes: dict[str, str] = {}
     deleted: set[str] = set()
     problems: list[RowProblem] = []
-    if not path.exists():
-        return PostedExport([], {}, {}, [RowProblem(0, f"the export {path} does not exist; check the csv connection's "
-                                                          "path")], set())
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    with path.open(newline="", encoding=encoding) as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:

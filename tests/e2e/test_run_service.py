@@ -19,6 +19,7 @@ from passback.model import posted_rows
 from passback.pipeline.run import RunRequest, RunScope
 from passback.sandbox.edfi_district import EdFiShape, default_preferences, generate
 from passback.services import runs
+from passback.services.views import exit_code, sync_view
 from passback.services.statereport import report
 from passback.settings import Settings
 from passback.store.connections import get_connection, save_connection
@@ -91,6 +92,8 @@ def test_an_exception_in_a_source_mapper_fails_the_run_with_its_reason(
         stored = get_run(sqlite_store, result.run_id or "")
         assert stored is not None and stored["status"] == "failed" and "KeyError" in stored["failure"]
     assert _no_run_left_running(sqlite_store)
+    summary = sync_view(results)  # what `sync --json` prints: a course that failed is an error in the totals
+    assert summary.counts["error"] >= len(results) and exit_code(results) == 1
 
 
 def _stored(prefs):  # type: ignore[no-untyped-def]

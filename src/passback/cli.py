@@ -26,9 +26,12 @@ from passback.errors import Invalid, PassbackError
 from passback.logs import configure_logging
 from passback.pipeline.plan import Plan, Scope
 from passback.pipeline.run import RunResult
-from passback.sandbox.control import Sandbox
+from passback.sandbox.control import ALL_SYSTEMS as ALL_SANDBOX_SYSTEMS
+from passback.sandbox.control import EDFI_KEY, EDFI_SECRET, SCHOOLOGY_KEY, SCHOOLOGY_SECRET, Sandbox, SandboxInfo, parse_systems
+from passback.sandbox.control import SYSTEMS as SANDBOX_SYSTEMS
 from passback.sandbox.district import DistrictShape
 from passback.services import connections as connection_service
+from passback.services import matching as matching_service
 from passback.services import statereport as state_service
 from passback.services.connections import Route
 from passback.services.history import catalogue, explain_run, recent_runs
@@ -45,7 +48,7 @@ from passback.services.views import (
 )
 from passback.settings import Settings, get_settings
 from passback.store import open_store
-from passback.store.connections import list_connections
+from passback.store.connections import list_connections, update_settings
 from passback.store.history import OUTCOMES
 from passback.services.setup import (
     apply_fixes,
@@ -133,21 +136,30 @@ def sandbox_up(
     latency_ms: float = typer.Option(0.0, help="Latency added to every emulated request."),
     fault_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of requests answered with a fault."),
     fault_kinds: str = typer.Option("429,500", help="Faults to inject: 429, 500, timeout, reset."),
+    systems: str = typer.Option(",".join(SANDBOX_SYSTEMS), "--systems",
+                                help=f"Which emulators to serve, of {', '.join(ALL_SANDBOX_SYSTEMS)}."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Start the emulators (generating the district the first time)."""
+    """Start the emulators (generating the district the first time) and save a connection to each."""
     settings = get_settings()
     with _friendly_errors():
-        info, started = Sandbox(settings.ensure_data_dir()).up(
-            _shape(courses, sections, students, assignments, seed), latency_ms, fault_rate, fault_kinds)
-        _save_sandbox_connections(settings, info)
-    summary = {"started": started, "canvas": info.url("canvas"), "powerschool": info.url("powerschool"),
-               "shape": info.shape}
+        sandbox = Sandbox(settings.ensure_data_dir())
+        info, started = sandbox.up(_shape(courses, sections, students, assignments, seed), latency_ms, fault_rate,
+                                   fault_kinds, systems=parse_systems(systems))
+        saved = _save_sandbox_connections(settings, info, sandbox)
+    summary = {"started": started, **{system: info.url(system) for system in info.systems}, "shape": info.shape,
+               "connections": saved}
+    if "edfi" in info.systems:
+        summary["sample_export"] = str(sandbox.sample_export)
     if json_out:
         _emit_json(summary)
         return
-    console.print(("Started" if started else "Already running") +
-                  f": Canvas at {summary['canvas']}, PowerSchool at {summary['powerschool']}")
+    console.print(("Started" if started else "Already running") + ": " +
+                  ", ".join(f"{system} at {info.url(system)}" for system in info.systems))
+    console.print("Connections: " + ", ".join(f"{name} ({kind})" for name, kind in saved.items()))
+    if "edfi" in info.systems:
+        console.print(f"A sample posted-grades export: {sandbox.sample_export} (connection sis-export); try "
+                      "`passback edfi sync --dry-run`.")
 
 
 @sandbox_app.command("down")
@@ -169,16 +181,38 @@ def sandbox_reset(
     console.print("The sandbox district was generated afresh; run `passback demo` or `passback sandbox up`.")
 
 
-def _save_sandbox_connections(settings: Settings, info) -> None:  # type: ignore[no-untyped-def]
+def _use_sample_preferences(store: Any, name: str) -> None:
+    """The sandbox ODS's grading tasks, periods, grade codes and year, mapped as a district would."""
+    from passback.sandbox.edfi_district import default_preferences
+
+    prefs = default_preferences()
+    update_settings(store, name, {"grades": {
+        "grade_types": prefs.grade_types, "grading_periods": {k: list(v) for k, v in prefs.grading_periods.items()},
+        "state_codes": prefs.state_codes, "school_years": sorted(prefs.school_years)}})
+
+
+def _save_sandbox_connections(settings: Settings, info: SandboxInfo, sandbox: Sandbox) -> dict[str, str]:
+    """A connection to each emulator served, named as the README's commands expect; name -> kind."""
     store = open_store(settings)
     creds = info.creds
-    connection_service.save(store, settings, name=SANDBOX_SOURCE, kind="canvas", url=info.url("canvas"),
-                            credentials={"token": creds.canvas_token}, replace=True)
-    connection_service.save(store, settings, name=SANDBOX_DESTINATION, kind="powerschool",
-                            url=info.url("powerschool"),
-                            credentials={"client_id": creds.powerschool_client_id,
-                                         "client_secret": creds.powerschool_client_secret}, replace=True)
+    wanted: dict[str, tuple[str, str, dict[str, str]]] = {}
+    if "canvas" in info.systems:
+        wanted[SANDBOX_SOURCE] = ("canvas", info.url("canvas"), {"token": creds.canvas_token})
+    if "powerschool" in info.systems:
+        wanted[SANDBOX_DESTINATION] = ("powerschool", info.url("powerschool"), {
+            "client_id": creds.powerschool_client_id, "client_secret": creds.powerschool_client_secret})
+    if "schoology" in info.systems:
+        wanted["sandbox-schoology"] = ("schoology", info.url("schoology"), {
+            "consumer_key": SCHOOLOGY_KEY, "consumer_secret": SCHOOLOGY_SECRET})
+    if "edfi" in info.systems:
+        wanted["state-edfi"] = ("edfi", info.url("edfi"), {"client_id": EDFI_KEY, "client_secret": EDFI_SECRET})
+        wanted["sis-export"] = ("csv", str(sandbox.sample_export), {})
+    for name, (kind, url, credentials) in wanted.items():
+        connection_service.save(store, settings, name=name, kind=kind, url=url, credentials=credentials, replace=True)
+    if "edfi" in info.systems:
+        _use_sample_preferences(store, "state-edfi")
     store.dispose()
+    return {name: kind for name, (kind, _, _) in wanted.items()}
 
 
 # --- connections ----------------------------------------------------------------------------
@@ -375,12 +409,12 @@ def demo(
     with _friendly_errors():
         info, started = sandbox.up(_shape(courses, sections, students, assignments, seed))
         try:
-            _save_sandbox_connections(settings, info)
+            _save_sandbox_connections(settings, info, sandbox)
             store = open_store(settings)
             results = _run_with_progress(
                 lambda progress: sync_courses(
                     store, settings, Route(SANDBOX_SOURCE, SANDBOX_DESTINATION), all_courses=True,
-                    trigger="manual", actor="demo", progress=progress),
+                    trigger="manual", actor=os_user(), progress=progress),
                 quiet=json_out,
             )
         finally:
@@ -390,7 +424,7 @@ def demo(
     summary = demo_view(results, seconds, ("canvas", "powerschool")).model_dump(mode="json")
     if json_out:
         _emit_json(summary)
-        return
+        raise typer.Exit(exit_code(results))
     table = Table("course", "run", "status", *OUTCOMES, title="passback demo")
     for r, row in zip(results, summary["runs"], strict=True):
         table.add_row(str(row["course_id"]), (r.run_id or "")[:8], r.status, *(str(r.counts[k]) for k in OUTCOMES))
@@ -401,6 +435,7 @@ def demo(
     if summary["counts"]["error"]:
         first = next(r for r in results if r.counts.get("error"))
         console.print(f"Errors, with meaning and fix: passback runs show {first.run_id[:8]}")
+    raise typer.Exit(exit_code(results))
 
 
 # --- history ---------------------------------------------------------------------------------
@@ -590,7 +625,8 @@ def switch_cmd(state: str = typer.Argument(..., help="on or off"), course: str =
 @app.command("check")
 def check_cmd(course: str = CourseOpt, source: str = SourceOpt, destination: str = DestinationOpt,
               json_out: bool = typer.Option(False, "--json")) -> None:
-    """Before any sync: every assignment, what blocks it, and the fix."""
+    """Before any sync: every assignment, what blocks it, and the fix; every section, student and
+    category that matches nothing in the destination, and the command that matches it."""
     readiness = _setup_call(check_course(*_ctx(source, destination), course))
     if json_out:
         _emit_json(readiness_view(readiness).model_dump(mode="json"))
@@ -606,6 +642,14 @@ def check_cmd(course: str = CourseOpt, source: str = SourceOpt, destination: str
     console.print(f"{readiness.ready} of {len(readiness.assignments)} assignments are ready.")
     if readiness.fixes:
         console.print(f"{len(readiness.fixes)} can be fixed with one action: passback fix --course {course}")
+    if readiness.unmatched:
+        unmatched = Table("unmatched", "what is wrong", "fix", title="Matching", show_lines=True)
+        for item in readiness.unmatched:
+            unmatched.add_row(escape(f"{item['kind']} {item['source_id']} {item['name']}"), escape(item["problem"]),
+                              escape(item["fix"]))
+        console.print(unmatched)
+        for hint in dict.fromkeys(i["hint"] for i in readiness.unmatched if i.get("hint")):
+            console.print(f"  {escape(hint)}")
 
 
 @app.command("fix")
@@ -630,6 +674,114 @@ def fix_cmd(course: str = CourseOpt, source: str = SourceOpt, destination: str =
     for row in done:
         console.print(f"fixed {row['assignment_id']}: {row['applied']}")
     console.print(f"{len(done)} of {len(readiness.fixes)} fixes applied.")
+
+
+# --- matching: sections, students and categories --------------------------------------------------
+
+match_app = typer.Typer(no_args_is_help=True,
+                        help="How sections, students and categories match between source and destination.")
+app.add_typer(match_app, name="match")
+match_remove_app = typer.Typer(no_args_is_help=True, help="Remove an override by hand, or a rule.")
+match_app.add_typer(match_remove_app, name="remove")
+SourceSectionOpt = typer.Option(..., "--source-section", help="Section id in the source.")
+SourceStudentOpt = typer.Option(..., "--source-student", help="Student (user) id in the source.")
+
+
+@match_app.command("rule")
+def match_rule(kind: str = typer.Argument(..., help="section, student or category"),
+               source_field: str = typer.Option(None, "--source-field",
+                                                help="section: sis_id|id|name; student: sis_id|id; "
+                                                     "category: ref|id|name (default: sis_id, ref)."),
+               dest_field: str = typer.Option(None, "--dest-field",
+                                              help="section: id; student: number|id; category: id|name "
+                                                   "(default: id, number)."),
+               pattern: str = typer.Option(None, "--pattern",
+                                           help="Regular expression searched in the source value; its one group "
+                                                "(or the whole match) is the destination value, e.g. '^S-(\\d+)-2026$'."),
+               strip_prefix: str = typer.Option(None, "--strip-prefix", help="Cut this from the value's start."),
+               strip_suffix: str = typer.Option(None, "--strip-suffix", help="Cut this from the value's end."),
+               source: str = SourceOpt, destination: str = DestinationOpt,
+               json_out: bool = typer.Option(False, "--json")) -> None:
+    """Set how every section, student or category of this source and destination matches."""
+    store, settings, route = _ctx(source, destination)
+    with _friendly_errors():
+        rule = matching_service.set_rule(store, settings, route, matching_service.make_rule(
+            kind, source_field, dest_field, pattern, strip_prefix, strip_suffix))
+    if json_out:
+        _emit_json(rule.as_value())
+        return
+    console.print(f"Matching {escape(rule.described())}. Check a course with `passback check --course ID`; "
+                  "the next sync uses it.")
+
+
+@match_app.command("section")
+def match_section(course: str = CourseOpt, source_section: str = SourceSectionOpt,
+                  to: str = typer.Option(..., "--to", help="Destination section id (PowerSchool: its DCID)."),
+                  source: str = SourceOpt, destination: str = DestinationOpt) -> None:
+    """Send one section's grades to this destination section, whatever the rule says."""
+    done = _setup_call(matching_service.override_section(*_ctx(source, destination), course, source_section, to))
+    console.print(f"Section {source_section} ({escape(done['name'])}) goes to destination section {to} "
+                  f"({escape(done['destination_name'])}); the next sync uses it.")
+
+
+@match_app.command("student")
+def match_student(source_student: str = SourceStudentOpt,
+                  to: str = typer.Option(..., "--to", help="Destination student id (PowerSchool: its DCID)."),
+                  course: str = typer.Option(None, "--course",
+                                             help="Check both students in this course first (then a student "
+                                                  "number is also taken)."),
+                  source: str = SourceOpt, destination: str = DestinationOpt) -> None:
+    """Send one student's grades to this destination student, in every course, whatever the rule says."""
+    done = _setup_call(matching_service.override_student(*_ctx(source, destination), source_student, to, course))
+    console.print(f"Student {source_student} goes to destination student {done['to']}"
+                  + ("" if done["checked"] else " (not checked: pass --course to check it)") + ".")
+
+
+@match_app.command("list")
+def match_list(course: str = typer.Option(None, "--course", help="Only this course's section overrides."),
+               source: str = SourceOpt, destination: str = DestinationOpt,
+               json_out: bool = typer.Option(False, "--json")) -> None:
+    """The rule of every kind and every override by hand."""
+    store, settings, route = _ctx(source, destination)
+    with _friendly_errors():
+        report = matching_service.list_matching(store, settings, route, course)
+    if json_out:
+        _emit_json(report)
+        return
+    for rule in report["rules"]:
+        console.print(("rule     " if rule["set"] else "default  ") + escape(rule["described"]))
+    table = Table("kind", "course", "source", "name", "to")
+    for row in report["overrides"]:
+        table.add_row(row["kind"], row["course_id"] or "(all)", row["source_id"], escape(row["source_name"] or ""),
+                      row["to"])
+    console.print(table)
+
+
+@match_remove_app.command("section")
+def match_remove_section(course: str = CourseOpt, source_section: str = SourceSectionOpt,
+                         source: str = SourceOpt, destination: str = DestinationOpt) -> None:
+    """Remove a section's override; the rule matches it again."""
+    with _friendly_errors():
+        removed = matching_service.remove_section_override(*_ctx(source, destination), course, source_section)
+    console.print("Removed." if removed else "There was no such override.")
+
+
+@match_remove_app.command("student")
+def match_remove_student(source_student: str = SourceStudentOpt, source: str = SourceOpt,
+                         destination: str = DestinationOpt) -> None:
+    """Remove a student's override; the rule matches them again."""
+    with _friendly_errors():
+        removed = matching_service.remove_student_override(*_ctx(source, destination), source_student)
+    console.print("Removed." if removed else "There was no such override.")
+
+
+@match_remove_app.command("rule")
+def match_remove_rule(kind: str = typer.Argument(..., help="section, student or category"),
+                      source: str = SourceOpt, destination: str = DestinationOpt) -> None:
+    """Back to matching by equal ids for this kind."""
+    with _friendly_errors():
+        removed = matching_service.clear_rule(*_ctx(source, destination), kind)
+    console.print("Removed; ids must be equal again." if removed else "There was no rule for that kind.")
 
 
 # --- state reporting (Ed-Fi Grades) -----------------------------------------------------------

@@ -50,3 +50,16 @@ def test_no_single_right_category_means_switch_off_and_a_due_date_is_never_guess
     unsure = fixes_for(Assignment(source_id="5", name="Bonus", category_id="zz"), "not-in-imported-group")
     assert unsure[0].changes == AssignmentChanges(sync=False)
     assert fixes_for(Assignment(source_id="6", name="Essay"), "due-date-missing") == []
+
+
+def test_messages_speak_the_words_of_the_source_the_teacher_grades_in() -> None:
+    from passback.rules.catalogue import entry
+
+    canvas = entry("not-in-imported-group").render(assignment_name="Lab 1")
+    schoology = entry("not-in-imported-group").render(assignment_name="Lab 1", source_kind="schoology")
+    assert "assignment group in Canvas" in canvas and "Post to SIS" in canvas  # seed 000's words, kept
+    assert "Canvas" not in schoology and "assignment group" not in schoology and "Post to SIS" not in schoology
+    assert "grading category" in schoology and "Schoology" in schoology
+    fix = entry("sync-off").render_fix(source_kind="schoology")
+    assert "Sync to SIS" not in fix and "sync switch" in fix
+    assert "Canvas" not in entry("score-removed-after-grading").render(section_id="1", source_kind="schoology")

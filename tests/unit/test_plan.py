@@ -181,3 +181,15 @@ def test_placement_decides_where_sections_land() -> None:
     spanning = plan_for(snapshot()).steps[0]
     assert spanning.payload is not None and spanning.payload.section_ids == ("501",)
     assert {s.student_id: s.action for s in spanning.scores}["u3"] == "error"
+
+
+def test_a_scope_naming_what_the_course_lacks_is_an_error_naming_it() -> None:
+    import pytest
+
+    from passback.pipeline.plan import ScopeNotFound
+
+    with pytest.raises(ScopeNotFound, match="Course 10 has no assignment 999"):
+        plan_for(snapshot(), scope=Scope(course_id="10", assignment_id="999"))
+    with pytest.raises(ScopeNotFound, match="Course 10 has no student u9"):
+        plan_for(snapshot(), scope=Scope(course_id="10", student_id="u9"))
+    assert plan_for(snapshot(), scope=Scope(course_id="10", student_id="u1")).steps  # a real one plans

@@ -54,7 +54,8 @@ def _item(kind: str, key: str, outcome: str, *, dest_id: str | None = None,
     ctx = dict(context or {})
     if finding is not None:
         code = finding.code
-        message = finding.message
+        spoken_by = {"source_kind": ctx["source_kind"]} if "source_kind" in ctx else {}
+        message = entry(code).render(**{**finding.context, **spoken_by})
         ctx.update({k: v for k, v in finding.context.items() if v is not None})
     return ItemOutcome(object_kind=kind, source_id=key, outcome=outcome, dest_id=dest_id,
                        code=code, message=message, context=ctx)
@@ -64,7 +65,8 @@ class Executor:
     """Carries out a gradebook plan against a destination, reading only its capabilities."""
 
     def __init__(self, destination: Destination, context: DestinationContext, recorder: Recorder,
-                 concurrency: int, progress: Progress | None = None) -> None:
+                 concurrency: int, progress: Progress | None = None, source_kind: str | None = None) -> None:
+        self.source_kind = source_kind  # whose words the messages speak (Canvas's or Schoology's)
         self.destination = destination
         self.context = context
         self.capabilities = destination.capabilities
@@ -93,6 +95,8 @@ class Executor:
         out = _AssignmentOutcome()
         context = {"course_id": plan.course_id, "assignment_id": step.assignment_id,
                    "assignment_name": step.name, "course_url": plan.course_url}
+        if self.source_kind:
+            context["source_kind"] = self.source_kind
         if step.action in (SKIP, ERROR):
             out.items.append(_item(ASSIGNMENT, step.key, OUTCOME_OF[step.action], finding=step.findings[0],
                                    context=context | {"findings": [f.code for f in step.findings]}))

@@ -18,9 +18,10 @@ from passback.model.values import DestinationContext
 from passback.pipeline.execute import Executor
 from passback.pipeline.plan import ASSIGNMENT, SCORE, Plan, PlanInputs, Scope, build_plan
 from passback.pipeline.run import Pipeline, PipelineOutcome, RunContext, RunOptions, RunRequest
+from passback.rules.matching import Matching, destination_section_ids, matching_from
 from passback.store.db import Store
 from passback.store.identity import Pairing, load_identities
-from passback.store.setup import load_mappings, load_switches
+from passback.store.setup import load_mappings, load_match_overrides, load_match_rules, load_switches
 
 
 @dataclass
@@ -38,6 +39,12 @@ def scope_of(request: RunRequest) -> Scope:
                  student_id=request.scope.student_id)
 
 
+def load_matching(store: Store, pairing: Pairing, course_id: str) -> Matching:
+    """The pair's matching rules and the hand overrides that hold for this course."""
+    overrides = [(o.kind, o.source_id, o.dest_id) for o in load_match_overrides(store, pairing, course_id)]
+    return matching_from(load_match_rules(store, pairing), overrides)
+
+
 async def _given(snapshot: CourseSnapshot) -> CourseSnapshot:
     return snapshot
 
@@ -50,13 +57,14 @@ async def plan_course(store: Store, connectors: GradebookConnectors, pairing: Pa
     phases = phases if phases is not None else {}
     source, destination = connectors.source, connectors.destination
     clock = time.perf_counter()
-    snapshot, identities = await asyncio.gather(
+    snapshot, identities, matching = await asyncio.gather(
         _given(snapshot) if snapshot is not None else source.read_course(scope.course_id),
         asyncio.to_thread(load_identities, store, pairing, (ASSIGNMENT, SCORE), f"{scope.course_id}:"),
+        asyncio.to_thread(load_matching, store, pairing, scope.course_id),
     )
     phases["read_source"] = round(time.perf_counter() - clock, 3)
     clock = time.perf_counter()
-    context = await destination.load_context([s.sis_id for s in snapshot.sections if s.sis_id])
+    context = await destination.load_context(destination_section_ids(snapshot.sections, matching))
     phases["read_destination"] = round(time.perf_counter() - clock, 3)
     clock = time.perf_counter()
     course_id = snapshot.course.source_id
@@ -70,7 +78,7 @@ async def plan_course(store: Store, connectors: GradebookConnectors, pairing: Pa
         course_url=source.course_url(course_id),
         category_mappings={k: m.dest_category_id for k, m in mappings.items()},
         sync_switches=switches, today=today or date.today(),
-        block_closed_terms=options.block_closed_terms, overwrite_drift=overwrite_drift,
+        block_closed_terms=options.block_closed_terms, overwrite_drift=overwrite_drift, matching=matching,
     ))
     phases["plan"] = round(time.perf_counter() - clock, 3)
     return plan, context
@@ -90,7 +98,8 @@ class GradebookPipeline(Pipeline):
             for outcome, n in plan.counts().items():
                 ctx.recorder.count(outcome, n)
             return PipelineOutcome(status="dry_run", plan=plan, stats={"planned_writes": plan.writes()})
-        executor = Executor(connectors.destination, context, ctx.recorder, ctx.options.concurrency, ctx.progress)
+        executor = Executor(connectors.destination, context, ctx.recorder, ctx.options.concurrency, ctx.progress,
+                            source_kind=getattr(connectors.source, "kind", None))
         with ctx.phase("write_and_record"):
             await executor.run(plan)
         ctx.phases["record"] = round(ctx.recorder.seconds, 3)

@@ -18,10 +18,20 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from passback.convert.scores import convert_score
+from passback.errors import NotFound
 from passback.model import AssignedTo, Assignment, CourseSnapshot, Score
 from passback.model.values import BLANK, AssignmentPayload, Capabilities, DestinationContext, Placement, ScorePayload
 from passback.rules.assignment_rules import AssignmentRuleContext, check_assignment
 from passback.rules.findings import Finding
+from passback.rules.matching import (
+    DEFAULT,
+    CategoryTarget,
+    Matching,
+    category_in_section,
+    match_categories,
+    match_sections,
+    match_students,
+)
 from passback.rules.score_rules import check_score
 from passback.store.identity import PENDING, IdentityIndex, IdentityRow
 
@@ -151,6 +161,7 @@ class PlanInputs:
     today: date | None = None
     block_closed_terms: bool = True
     overwrite_drift: bool = False
+    matching: Matching = DEFAULT  # how sections, students and categories match; the default: ids coincide
 
 
 def resolve_categories(snapshot: CourseSnapshot, mappings: dict[str, str]) -> dict[str, str]:
@@ -160,36 +171,54 @@ def resolve_categories(snapshot: CourseSnapshot, mappings: dict[str, str]) -> di
     return resolved  # type: ignore[return-value]
 
 
-def section_targets(snapshot: CourseSnapshot, dest: DestinationContext, placement: Placement) -> dict[str, str]:
+def section_targets(snapshot: CourseSnapshot, dest: DestinationContext, placement: Placement,
+                    matching: Matching = DEFAULT) -> dict[str, str]:
     """Source section id -> the destination section its grades land in.
 
     Where the destination keeps sections (an assignment spanning sections, or one item per
-    class), a source section lands in the destination section its SIS id names. Where it
+    class), a source section lands in the destination section it matches (by default: the
+    one its SIS id names; see :mod:`passback.rules.matching`). Where it
     keeps one gradebook for the whole course, every section lands in that one place, so no
     source section can fail to match.
     """
     if placement is Placement.PER_COURSE:
         only = sorted(dest.sections)
         return {s.source_id: only[0] for s in snapshot.sections} if len(only) == 1 else {}
-    return {s.source_id: s.sis_id for s in snapshot.sections if s.sis_id and s.sis_id in dest.sections}
+    return match_sections(snapshot.sections, dest.sections, matching)
+
+
+class ScopeNotFound(NotFound):
+    """The run names an assignment or a student the course does not have."""
+
+
+def check_scope(snapshot: CourseSnapshot, scope: Scope) -> None:
+    """A scope naming what the course lacks is an error naming it, not a run that quietly does nothing."""
+    course = snapshot.course.source_id
+    if scope.assignment_id and not any(a.source_id == scope.assignment_id for a in snapshot.assignments):
+        raise ScopeNotFound(f"Course {course} has no assignment {scope.assignment_id}; "
+                            f"`passback check --course {course}` lists its assignments.")
+    if scope.student_id and not any(s.source_id == scope.student_id for s in snapshot.students):
+        raise ScopeNotFound(f"Course {course} has no student {scope.student_id} enrolled.")
 
 
 def build_plan(inputs: PlanInputs) -> Plan:
     snapshot, dest, scope = inputs.snapshot, inputs.destination, inputs.scope
+    check_scope(snapshot, scope)
     course_id = snapshot.course.source_id
-    sections_to_dest = section_targets(snapshot, dest, inputs.capabilities.placement)
+    sections_to_dest = section_targets(snapshot, dest, inputs.capabilities.placement, inputs.matching)
     categories = {c.source_id: c for c in snapshot.categories}
-    category_targets = resolve_categories(snapshot, inputs.category_mappings)
+    targets = match_categories(snapshot.categories, inputs.category_mappings, inputs.matching)
     rule_ctx = AssignmentRuleContext(
         term=snapshot.course.term,
         categories=categories,
-        mapped_category_ids=frozenset(category_targets),
+        mapped_category_ids=frozenset(targets),
         capabilities=inputs.capabilities,
         district_title_limit=inputs.district_title_limit,
         today=inputs.today if inputs.block_closed_terms else None,
     )
     student_sections = snapshot.student_sections()
     student_sis = {s.source_id: s.sis_id for s in snapshot.students}
+    students_to_dest = match_students(snapshot.students, dest.student_ids, inputs.matching)
     scores_by_assignment: dict[str, list[Score]] = {}
     for score in snapshot.scores:
         scores_by_assignment.setdefault(score.assignment_id, []).append(score)
@@ -203,8 +232,8 @@ def build_plan(inputs: PlanInputs) -> Plan:
             assignment = assignment.model_copy(update={"sync": switch})
         plan.steps.append(
             _plan_assignment(
-                assignment, inputs, rule_ctx, category_targets, sections_to_dest, student_sections,
-                student_sis, scores_by_assignment.get(assignment.source_id, []),
+                assignment, inputs, rule_ctx, targets, sections_to_dest, student_sections,
+                student_sis, students_to_dest, scores_by_assignment.get(assignment.source_id, []),
             )
         )
     if scope.whole_course:
@@ -236,10 +265,11 @@ def _plan_assignment(
     assignment: Assignment,
     inputs: PlanInputs,
     rule_ctx: AssignmentRuleContext,
-    category_targets: dict[str, str],
+    category_targets: dict[str, CategoryTarget],
     sections_to_dest: dict[str, str],
     student_sections: dict[str, tuple[str, ...]],
     student_sis: dict[str, str | None],
+    students_to_dest: dict[str, str],
     scores: list[Score],
 ) -> AssignmentStep:
     course_id = inputs.snapshot.course.source_id
@@ -275,14 +305,16 @@ def _plan_assignment(
     target = category_targets.get(assignment.category_id or "")
     category_ids: dict[str, str] = {}
     for dest_section in dest_sections if inputs.capabilities.has_categories else ():
-        valid = {c.dest_id for c in dest.categories.get(dest_section, []) if c.active}
-        if target not in valid:
+        section_categories = dest.categories.get(dest_section, [])
+        chosen = category_in_section(target, section_categories)
+        valid = {c.dest_id for c in section_categories if c.active}
+        if chosen is None or chosen not in valid:
             finding = Finding("category-not-valid-for-section", names | {
                 "category_name": rule_ctx.categories[assignment.category_id or ""].name,
                 "dest_section_id": dest_section,
             })
             return AssignmentStep(action=ERROR, findings=(finding,), **base)
-        category_ids[dest_section] = target
+        category_ids[dest_section] = chosen
 
     due = local_due_date(assignment, inputs.snapshot.course.time_zone)
     assert due is not None and assignment.points_possible is not None  # guaranteed by the rules
@@ -321,6 +353,7 @@ def _plan_assignment(
         steps.append(_plan_score(
             score, assignment, inputs, set(source_sections), sections_to_dest,
             student_sections.get(score.student_id, ()), student_sis.get(score.student_id), held_asids,
+            students_to_dest.get(score.student_id),
         ))
     return AssignmentStep(action=action, payload=payload, scores=tuple(steps), **base)
 
@@ -334,6 +367,7 @@ def _plan_score(
     enrolled_in: tuple[str, ...],
     sis_id: str | None,
     held_asids: dict[str, str],
+    dest_student: str | None,
 ) -> ScoreStep:
     course_id = inputs.snapshot.course.source_id
     key = score_key(course_id, assignment.source_id, score.student_id)
@@ -341,7 +375,6 @@ def _plan_score(
     previous = previous_row.value if previous_row else None
     section_id = next((s for s in enrolled_in if s in assignment_sections), None)
     dest_section = sections_to_dest.get(section_id or "")
-    dest_student = inputs.destination.student_ids.get(sis_id or "")
     roster = inputs.destination.sections[dest_section].student_ids if dest_section else ()
     in_roster = dest_student is not None and dest_student in roster
     base = {

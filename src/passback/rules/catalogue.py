@@ -21,13 +21,45 @@ class CatalogueEntry:
     seed_error: int | None = None
 
     def render(self, **context: Any) -> str:
-        return self.message.format_map(_Lenient(context))
+        return spoken(self.message.format_map(_Lenient(context)), context.get("source_kind"))
 
     def render_fix(self, **context: Any) -> str:
-        return self.fix.format_map(_Lenient(context))
+        return spoken(self.fix.format_map(_Lenient(context)), context.get("source_kind"))
+
+    def render_meaning(self, **context: Any) -> str:
+        return spoken(self.meaning, context.get("source_kind"))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+VOCABULARY: dict[str, tuple[tuple[str, str], ...]] = {
+    # Seed 000 speaks Canvas; a Schoology teacher reads Schoology's words for the same things.
+    "schoology": (
+        ("imported/synced assignment group", "mapped grading category"),
+        ("imported/synced category", "mapped grading category"),
+        ("imported assignment group", "mapped grading category"),
+        ("imported assignment category", "mapped grading category"),
+        ("Re-import Assignment Groups", "Map the grading categories again (passback categories map)"),
+        ("Assignment Groups", "grading categories"),
+        ("assignment groups", "grading categories"),
+        ("assignment group", "grading category"),
+        ("assignment category", "grading category"),
+        ("set to Post to SIS", "set to sync"),
+        ("Post to SIS", "the sync switch"),
+        ("Sync to SIS", "the sync switch"),
+        ("Canvas differentiated assignment functionality", "items assigned to individual students in Schoology"),
+        ("Canvas submission", "Schoology grade"),
+        ("Canvas", "Schoology"),
+    ),
+}
+
+
+def spoken(text: str, source_kind: str | None) -> str:
+    """The text in the words of the source the teacher grades in (Canvas's words are the seed's)."""
+    for said, meant in VOCABULARY.get(source_kind or "", ()):
+        text = text.replace(said, meant)
+    return text[:1].upper() + text[1:] if source_kind in VOCABULARY else text
 
 
 class _Lenient(dict):  # type: ignore[type-arg]
@@ -223,8 +255,11 @@ _ENTRIES = [
         ),
         meaning="The course section is not linked to a section of the gradebook of record.",
         fix=(
-            "Check the section's SIS id in the source against the destination's sections; "
-            "a manual course cannot sync (Grade Passback only works with SIS courses)."
+            "Check the section's SIS id in the source against the destination's sections. Where "
+            "the district's ids differ, set a rule (`passback match rule section --pattern ...`) "
+            "or match it by hand (`passback match section --course {course_id} --source-section "
+            "SECTION --to DEST_SECTION`); `passback check --course {course_id}` lists what is "
+            "unmatched. A manual course cannot sync (Grade Passback only works with SIS courses)."
         ),
     ),
     CatalogueEntry(
@@ -407,6 +442,25 @@ _ENTRIES += [
         message="The Grades resource is toggled off: {detail}",
         meaning="When the resource is off, sent data stays in the ODS, nothing new is sent, and deletes wait for a resync.",
         fix="passback edfi toggle on, then resync.",
+    ),
+    CatalogueEntry(
+        code="edfi-duplicate-natural-key",
+        outcome="error",
+        message=(
+            "Grade {posted_id} gives the same Ed-Fi Grade as grade {holder} (student {student_id}, section "
+            "{section_id}, grade type {grade_type}, grading period {grading_period}); {holder} keeps the record "
+            "and {posted_id} is not sent."
+        ),
+        meaning=(
+            "An Ed-Fi Grade is identified by its grade type, grading period and student section association, "
+            "so the two grades would overwrite each other in the ODS. The grade already reported keeps the "
+            "record (when neither is, the one earlier in the export); the other waits and is never sent over it, "
+            "and deleting either one never deletes the other's record."
+        ),
+        fix=(
+            "Map the two grading tasks to different grade types or grading periods, or remove the posted grade "
+            "that should not count; the waiting grade is sent by the next sync once it is alone."
+        ),
     ),
     CatalogueEntry(
         code="edfi-unresolved-reference",

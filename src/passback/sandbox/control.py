@@ -21,14 +21,29 @@ from typing import Any
 
 import httpx
 
+from passback.errors import Unavailable
 from passback.sandbox.district import Credentials, DistrictShape, generate
 
-SYSTEMS = ("canvas", "powerschool")
-DEFAULT_PORTS = {"canvas": 8731, "powerschool": 8732}
+SYSTEMS = ("canvas", "powerschool")  # what `sandbox up` serves unless told otherwise
+ALL_SYSTEMS = ("canvas", "powerschool", "schoology", "edfi")
+DEFAULT_PORTS = {"canvas": 8731, "powerschool": 8732, "schoology": 8733, "edfi": 8734}
+SCHOOLOGY_KEY, SCHOOLOGY_SECRET = "sandbox-schoology", "sandbox-schoology-secret"
+EDFI_KEY, EDFI_SECRET = "sandbox-edfi", "sandbox-edfi-secret"
+SAMPLE_EXPORT = "posted-grades.csv"
 
 
-class SandboxError(RuntimeError):
-    pass
+def parse_systems(text: str) -> tuple[str, ...]:
+    """``canvas,powerschool,...`` as a tuple, or an error naming the systems there are."""
+    chosen = tuple(dict.fromkeys(s.strip().lower() for s in text.split(",") if s.strip()))
+    unknown = [s for s in chosen if s not in ALL_SYSTEMS]
+    if unknown or not chosen:
+        raise SandboxError(f"Unknown sandbox system(s) {', '.join(unknown) or '(none)'}; choose from "
+                           f"{', '.join(ALL_SYSTEMS)}.")
+    return chosen
+
+
+class SandboxError(Unavailable):
+    """The sandbox could not do what was asked; the message says why and where its logs are."""
 
 
 @dataclass
@@ -38,6 +53,7 @@ class SandboxInfo:
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    systems: list[str] = field(default_factory=lambda: list(SYSTEMS))
 
     def url(self, system: str) -> str:
         return f"http://127.0.0.1:{self.ports[system]}"
@@ -67,30 +83,63 @@ class Sandbox:
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.info_path)
 
+    @property
+    def sample_export(self) -> Path:
+        """A posted-grades export matching the sandbox ODS, for trying the state-reporting commands."""
+        return self.root / SAMPLE_EXPORT
+
     def create(self, shape: DistrictShape) -> SandboxInfo:
         canvas, powerschool, credentials = generate(shape)
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_path("canvas").write_text(json.dumps(canvas))
         self.state_path("powerschool").write_text(json.dumps(powerschool))
+        for stale in ("schoology", "edfi"):
+            self.state_path(stale).unlink(missing_ok=True)
+        self.sample_export.unlink(missing_ok=True)
         info = SandboxInfo(shape=asdict(shape), credentials=asdict(credentials))
         self.save(info)
         return info
 
-    def running(self, info: SandboxInfo) -> bool:
-        return bool(info.pids) and all(_alive(pid) for pid in info.pids.values()) and all(
-            _answers(info.url(system)) for system in SYSTEMS
-        )
+    def _ensure_state(self, system: str, info: SandboxInfo) -> None:
+        """Generate a system's data the first time it is served (Schoology mirrors the Canvas district)."""
+        if self.state_path(system).exists():
+            return
+        if system == "schoology":
+            from passback.sandbox.district import schoology_from_canvas
+
+            canvas = json.loads(self.state_path("canvas").read_text())
+            self.state_path(system).write_text(json.dumps(schoology_from_canvas(canvas, SCHOOLOGY_KEY,
+                                                                                SCHOOLOGY_SECRET)))
+        elif system == "edfi":
+            from passback.connectors.csv_export.source import write_export
+            from passback.sandbox.edfi_district import EdFiShape
+            from passback.sandbox.edfi_district import generate as generate_ods
+
+            ods, grades = generate_ods(EdFiShape(grades=200, seed=int(info.shape.get("seed", 7))), EDFI_KEY,
+                                       EDFI_SECRET)
+            self.state_path(system).write_text(json.dumps(ods))
+            write_export(self.sample_export, grades)
+
+    def running(self, info: SandboxInfo, systems: tuple[str, ...] | None = None) -> bool:
+        wanted = systems or tuple(info.systems)
+        return all(s in info.pids and _alive(info.pids[s]) and _answers(info.url(s)) for s in wanted)
 
     def up(self, shape: DistrictShape | None = None, latency_ms: float = 0.0, fault_rate: float = 0.0,
-           fault_kinds: str = "429,500") -> tuple[SandboxInfo, bool]:
+           fault_kinds: str = "429,500", systems: tuple[str, ...] = SYSTEMS) -> tuple[SandboxInfo, bool]:
         """Start the emulators unless they run; returns the info and whether it started them."""
         info = self.load()
-        if info is not None and self.running(info):
+        if info is not None and set(systems) <= set(info.systems) and self.running(info, systems):
             return info, False
+        if info is not None and info.pids:
+            self.down()
+            info = self.load()
         if info is None or not self.state_path("canvas").exists():
             info = self.create(shape or DistrictShape())
         info.options = {"latency_ms": latency_ms, "fault_rate": fault_rate, "fault_kinds": fault_kinds}
-        for system in SYSTEMS:
+        info.systems = list(systems)
+        info.ports, info.pids = {}, {}
+        for system in systems:
+            self._ensure_state(system, info)
             port = _free_port(DEFAULT_PORTS[system])
             log = open(self.root / f"{system}.log", "ab")
             process = subprocess.Popen(
@@ -104,7 +153,7 @@ class Sandbox:
         self.save(info)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if all(_answers(info.url(s)) for s in SYSTEMS):
+            if all(_answers(info.url(s)) for s in systems):
                 return info, True
             if not all(_alive(pid) for pid in info.pids.values()):
                 break

@@ -28,6 +28,7 @@ from passback.pipeline.statereport import StateReportConnectors, preferences_fro
 from passback.settings import Settings
 from passback.store.connections import (
     Connection,
+    UnknownConnection,
     get_connection,
     get_connection_by_id,
     kind_of_saved,
@@ -87,6 +88,9 @@ def remove(store: Store, name: str) -> None:
 
 
 def load(store: Store, settings: Settings, name_or_id: str | int) -> Connection:
+    if isinstance(name_or_id, str) and kind_of_saved(store, name_or_id) is None:
+        raise UnknownConnection(f"No connection named {name_or_id!r}. List them with `passback connections` "
+                                "or create one with `passback connect`.")
     key = load_key(settings, create=False)
     if isinstance(name_or_id, int):
         return get_connection_by_id(store, key, name_or_id)

@@ -33,7 +33,9 @@ def explain_item(item: dict[str, Any]) -> dict[str, Any]:
     code = item.get("code")
     if code and code in CATALOGUE:
         known = entry(code)
-        out.update(meaning=known.meaning, fix=known.render_fix(**item["context"]), seed_error=known.seed_error)
+        context = item.get("context") or {}
+        out.update(meaning=known.render_meaning(**context), fix=known.render_fix(**context),
+                   seed_error=known.seed_error)
     link = deep_link(item.get("context") or {})
     if link:
         out["link"] = link

@@ -15,11 +15,13 @@ from typing import Any
 from passback.errors import Invalid, NotFound
 from passback.model import CourseSnapshot
 from passback.model.values import AssignmentChanges, DestinationContext
-from passback.pipeline.gradebook import plan_course
-from passback.pipeline.plan import ASSIGNMENT, SCORE, Plan, Scope, assignment_key, resolve_categories
+from passback.pipeline.gradebook import load_matching, plan_course
+from passback.pipeline.plan import ASSIGNMENT, SCORE, Plan, Scope, assignment_key
 from passback.rules.catalogue import entry
 from passback.rules.fixes import Fix, propose_fixes
+from passback.rules.matching import category_in_section, match_categories
 from passback.services.connections import OpenRoute, Route, open_route
+from passback.services.matching import read_matched, unmatched
 from passback.services.runs import run_options
 from passback.settings import Settings
 from passback.store.db import Store
@@ -35,9 +37,9 @@ class SetupNotFound(NotFound):
     """A setup request names a course, category or assignment that is not there."""
 
 
-async def _read_both(opened: OpenRoute, course_id: str) -> tuple[CourseSnapshot, DestinationContext]:
-    snapshot = await opened.source.read_course(course_id)
-    context = await opened.destination.load_context([s.sis_id for s in snapshot.sections if s.sis_id])
+async def _read_both(store: Store, opened: OpenRoute, course_id: str) -> tuple[CourseSnapshot, DestinationContext]:
+    """The course, and the destination sections it matches (by the pair's matching rules and overrides)."""
+    snapshot, context, _ = await read_matched(store, opened, course_id)
     return snapshot, context
 
 
@@ -57,12 +59,17 @@ async def import_categories(store: Store, settings: Settings, route: Route, cour
     """Create, in the source course, every destination category it lacks: named exactly,
     marked imported. Existing imported groups are left alone, renamed or not."""
     async with open_route(store, settings, route) as opened:
-        snapshot, context = await _read_both(opened, course_id)
+        snapshot, context, matching = await read_matched(store, opened, course_id)
         present = {c.source_id: c for c in snapshot.categories}
         have = {c.destination_ref: c for c in snapshot.categories if c.destination_ref}
         for source_id, mapping in load_mappings(store, opened.pairing, course_id).items():
             if source_id in present:
                 have.setdefault(mapping.dest_category_id, present[source_id])
+        first_section = next(iter(context.categories.values()), [])
+        for source_id, target in match_categories(snapshot.categories, {}, matching).items():
+            found = category_in_section(target, first_section)  # a category the rule matches is there already
+            if found is not None:
+                have.setdefault(found, present[source_id])
         report = []
         for dest_id, category in _dest_categories(context).items():
             if dest_id in have:
@@ -79,7 +86,7 @@ async def import_categories(store: Store, settings: Settings, route: Route, cour
 async def map_category(store: Store, settings: Settings, route: Route, course_id: str,
                        source_category_id: str, dest_category_id: str) -> CategoryMapping:
     async with open_route(store, settings, route) as opened:
-        snapshot, context = await _read_both(opened, course_id)
+        snapshot, context = await _read_both(store, opened, course_id)
         source = next((c for c in snapshot.categories if c.source_id == source_category_id), None)
         if source is None:
             names = ", ".join(f"{c.source_id} ({c.name})" for c in snapshot.categories)
@@ -104,17 +111,19 @@ async def unmap_category(store: Store, settings: Settings, route: Route, course_
 async def list_categories(store: Store, settings: Settings, route: Route, course_id: str) -> dict[str, Any]:
     """Each source category with where it goes, and every mapping problem with its fix."""
     async with open_route(store, settings, route) as opened:
-        snapshot, context = await _read_both(opened, course_id)
+        snapshot, context, matching = await read_matched(store, opened, course_id)
         mappings = load_mappings(store, opened.pairing, course_id)
     dest = {c.dest_id: c.name for cats in context.categories.values() for c in cats}
-    targets = resolve_categories(snapshot, {k: m.dest_category_id for k, m in mappings.items()})
+    matched = match_categories(snapshot.categories, {k: m.dest_category_id for k, m in mappings.items()}, matching)
+    first_section = next(iter(context.categories.values()), [])
+    targets = {k: category_in_section(t, first_section) for k, t in matched.items()}
     rows, problems = [], []
     for category in snapshot.categories:
         mapping = mappings.get(category.source_id)
         target = targets.get(category.source_id)
         row = {"source_category_id": category.source_id, "name": category.name,
                "destination_category_id": target, "destination_category": dest.get(target or ""),
-               "via": "mapping" if mapping else ("import" if category.destination_ref else None)}
+               "via": matched[category.source_id].via if category.source_id in matched else None}
         if mapping and mapping.source_category_name != category.name:
             row["note"] = f"renamed from {mapping.source_category_name!r}; the mapping still holds"
         if target and target not in _dest_categories(context):
@@ -145,7 +154,7 @@ async def link_assignment(store: Store, settings: Settings, route: Route, course
                           assignment_id: str, dest_assignment_id: str) -> dict[str, Any]:
     """Send this assignment to an existing destination assignment instead of a new one."""
     async with open_route(store, settings, route) as opened:
-        snapshot, context = await _read_both(opened, course_id)
+        snapshot, context = await _read_both(store, opened, course_id)
         if not any(a.source_id == assignment_id for a in snapshot.assignments):
             raise SetupNotFound(f"Course {course_id} has no assignment {assignment_id}.")
         existing = context.assignments.get(dest_assignment_id)
@@ -204,6 +213,7 @@ class Readiness:
     course_id: str
     assignments: list[dict[str, Any]] = field(default_factory=list)
     fixes: list[Fix] = field(default_factory=list)
+    unmatched: list[dict[str, Any]] = field(default_factory=list)  # sections, students, categories; each with its fix
 
     @property
     def ready(self) -> int:
@@ -218,8 +228,8 @@ async def check_course(store: Store, settings: Settings, route: Route, course_id
 async def _readiness(store: Store, settings: Settings, opened: OpenRoute, course_id: str) -> Readiness:
     snapshot = await opened.source.read_course(course_id)
     plan: Plan
-    plan, _ = await plan_course(store, opened.connectors, opened.pairing, Scope(course_id=course_id),
-                                run_options(settings), snapshot=snapshot)
+    plan, context = await plan_course(store, opened.connectors, opened.pairing, Scope(course_id=course_id),
+                                      run_options(settings), snapshot=snapshot)
     readiness = Readiness(course_id)
     blocked = []
     by_id = {a.source_id: a for a in snapshot.assignments}
@@ -234,8 +244,10 @@ async def _readiness(store: Store, settings: Settings, opened: OpenRoute, course
         })
         if step.findings and step.assignment_id in by_id:
             blocked.append((by_id[step.assignment_id], list(step.findings)))
-    mappings = load_mappings(store, opened.pairing, course_id)
-    targets = resolve_categories(snapshot, {k: m.dest_category_id for k, m in mappings.items()})
+    mappings = {k: m.dest_category_id for k, m in load_mappings(store, opened.pairing, course_id).items()}
+    matching = load_matching(store, opened.pairing, course_id)
+    targets = match_categories(snapshot.categories, mappings, matching)
+    readiness.unmatched = unmatched(course_id, snapshot, context, opened.destination.capabilities, mappings, matching)
     readiness.fixes = propose_fixes(
         blocked, limit=min(settings.district_title_limit, opened.destination.capabilities.name_max_length),
         categories={c.source_id: c for c in snapshot.categories}, mapped_category_ids=frozenset(targets),

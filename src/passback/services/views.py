@@ -101,6 +101,7 @@ class ReadinessOut(BaseModel):
     ready: int
     assignments: list[dict[str, Any]]
     fixes: list[FixOut]
+    unmatched: list[dict[str, Any]] = []  # sections, students and categories that match nothing, each with its fix
 
 
 DID_NOT_RUN = ("failed", "not_started", "interrupted")
@@ -154,6 +155,7 @@ def demo_view(results: list[RunResult], seconds: float, systems: tuple[str, ...]
 
 def readiness_view(readiness: Readiness) -> ReadinessOut:
     return ReadinessOut(course_id=readiness.course_id, ready=readiness.ready, assignments=readiness.assignments,
+                        unmatched=readiness.unmatched,
                         fixes=[FixOut(assignment_id=f.assignment_id, code=f.code, change=f.changes.described())
                                for f in readiness.fixes])
 

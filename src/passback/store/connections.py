@@ -17,6 +17,8 @@ from passback.store.tables import (
     edfi_events,
     identity_map,
     leases,
+    match_overrides,
+    match_rules,
     runs,
 )
 from passback.vault import decrypt, encrypt
@@ -137,7 +139,7 @@ def remove_connection(store: Store, name: str) -> None:
             raise Conflict(
                 f"Connection {name!r} has run history ({used} run(s)), which is kept and names it, so it cannot "
                 "be removed. To change its URL or credentials, save over it with `passback connect ... --replace`.")
-        for table in (identity_map, category_mappings):
+        for table in (identity_map, category_mappings, match_rules, match_overrides):
             db.execute(table.delete().where(sa.or_(table.c.source_connection_id == found,
                                                    table.c.destination_connection_id == found)))
         db.execute(assignment_switches.delete().where(assignment_switches.c.source_connection_id == found))

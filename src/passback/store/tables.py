@@ -171,3 +171,47 @@ edfi_events = sa.Table(
     sa.Column("outcome", sa.String(30), nullable=True),
     sa.Index("ix_edfi_events_pending", "destination_connection_id", "processed_at"),
 )
+
+match_rules = sa.Table(
+    "match_rules",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False),
+    sa.Column(
+        "destination_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False
+    ),
+    sa.Column("object_kind", sa.String(30), nullable=False),
+    sa.Column("source_field", sa.String(40), nullable=False),
+    sa.Column("dest_field", sa.String(40), nullable=False),
+    sa.Column("pattern", sa.String(500), nullable=True),
+    sa.Column("strip_prefix", sa.String(200), nullable=False),
+    sa.Column("strip_suffix", sa.String(200), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint(
+        "source_connection_id", "destination_connection_id", "object_kind", name="uq_match_rules_key"
+    ),
+)
+
+match_overrides = sa.Table(
+    "match_overrides",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False),
+    sa.Column(
+        "destination_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False
+    ),
+    sa.Column("object_kind", sa.String(30), nullable=False),
+    sa.Column("course_id", sa.String(200), nullable=False),  # "" for a pair-wide override (students)
+    sa.Column("source_id", sa.String(200), nullable=False),
+    sa.Column("source_name", sa.String(300), nullable=True),
+    sa.Column("dest_id", sa.String(200), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint(
+        "source_connection_id",
+        "destination_connection_id",
+        "object_kind",
+        "course_id",
+        "source_id",
+        name="uq_match_overrides_key",
+    ),
+)

@@ -857,17 +857,56 @@ def edfi_toggle(state: str = typer.Argument(..., help="on or off"), destination:
     if state not in ("on", "off"):
         err.print("error: say on or off.")
         raise typer.Exit(2)
-    _prefs(json_out, _change(destination, {"enabled": state == "on"}))
+    settings = get_settings()
+    with _friendly_errors():
+        done = state_service.toggle(open_store(settings), settings, destination, state == "on")
+    if json_out:
+        _emit_json(done)
+    else:
+        console.print(done["message"])
+
+
+@edfi_app.command("status")
+def edfi_status(source: str = ExportOpt, destination: str = EdFiOpt,
+                json_out: bool = typer.Option(False, "--json")) -> None:
+    """The toggle, every mapping, the pending events, and what a changed mapping will rewrite."""
+    settings = get_settings()
+    with _friendly_errors():
+        shown = asyncio.run(state_service.status(open_store(settings), settings, source, destination))
+    if json_out:
+        _emit_json(shown)
+        return
+    for line in state_service.status_lines(shown):
+        console.print(escape(line))
 
 
 @map_app.command("task")
 def map_task(task: str = typer.Argument(..., help="Grading task name, e.g. 'S1 Final'."),
              grade_type: str = typer.Option(..., help="GradeTypeDescriptor URI, e.g. uri://ed-fi.org/GradeTypeDescriptor#Final"),
              period: list[str] = typer.Option(..., help="GradingPeriodDescriptor URI (repeatable)."),
+             final: bool = typer.Option(True, "--final/--not-final", help="The task is marked 'final' in the SIS."),
+             state_reported: bool = typer.Option(True, "--state-reported/--not-state-reported",
+                                                 help="The task is marked 'state reported' in the SIS."),
              destination: str = EdFiOpt, json_out: bool = typer.Option(False, "--json")) -> None:
     """Map a grading task to a grade type and the grading periods it reports to."""
-    _prefs(json_out, lambda store, settings: state_service.map_task(store, settings, destination, task, grade_type,
-                                                                     list(period)))
+    _prefs(json_out, lambda store, settings: state_service.map_task(
+        store, settings, destination, task, grade_type, list(period), final=final, state_reported=state_reported))
+
+
+@map_app.command("remove")
+def unmap_task(task: str = typer.Argument(..., help="Grading task name, e.g. 'S1 Final'."),
+               destination: str = EdFiOpt, json_out: bool = typer.Option(False, "--json")) -> None:
+    """Unmap a grading task: its grades stop reporting and the next sync or resync deletes their records."""
+    _prefs(json_out, lambda store, settings: state_service.unmap_task(store, settings, destination, task))
+
+
+@map_app.command("subject")
+def map_subject(code: str = typer.Argument(..., help="SCED subject area code, e.g. 02."),
+                descriptor: str = typer.Option(..., help="AcademicSubjectDescriptor URI of the state."),
+                destination: str = EdFiOpt, json_out: bool = typer.Option(False, "--json")) -> None:
+    """Map a SCED subject area to the state's subject descriptor (an unmapped one is not reported)."""
+    _prefs(json_out, lambda store, settings: state_service.map_subject(store, settings, destination, code,
+                                                                        descriptor))
 
 
 @map_app.command("grade")

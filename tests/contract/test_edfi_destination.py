@@ -136,3 +136,40 @@ async def test_server_errors_on_the_first_posts_are_retried_and_the_record_lands
     key = natural_key(json.loads(record_case["body"]))
     assert [record_id for record_id, held in raw.items() if natural_key(held) == key] == [answer.record_id]
     assert len(raw) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("total_count", [True, False])
+async def test_a_listing_is_read_to_its_last_page_with_or_without_total_count(total_count: bool) -> None:
+    state, _ = generate(EdFiShape(grades=2 * PAGE, students_per_section=25))  # exactly two full pages
+    with ServedApp(edfi_emulator.create_app(state, total_count=total_count)) as served:
+        destination = EdFiDestination(EdFiClient(served.url, CLIENT_ID, CLIENT_SECRET, concurrency=4))
+        try:
+            listed = await destination.list_records("studentSectionAssociations")
+        finally:
+            await destination.aclose()
+        pages = served.control("stats")["requests"]["GET /data/v3/ed-fi/studentSectionAssociations"]
+    assert len({r["id"] for r in listed}) == 2 * PAGE
+    assert pages == 3  # two full pages, then the empty one that says the listing ended
+
+
+@pytest.mark.anyio
+async def test_changes_since_a_version_give_key_changes_changed_records_and_deletes(
+        served: ServedApp, records_destination: EdFiDestination) -> None:
+    since = await records_destination.newest_change_version()
+    emulator = served.app.state.emulator
+    rows = emulator.state["resources"]["studentSectionAssociations"]
+    moved, gone = list(rows)[:2]
+    emulator.rekey("studentSectionAssociations", moved, rows[moved], dict(rows[moved], beginDate="2026-09-01"))
+    old = dict(rows[gone])
+    emulator.delete("studentSectionAssociations", gone)
+    assert since is not None and await records_destination.newest_change_version() == since + 2
+    changes = await records_destination.changes_since("studentSectionAssociations", since)
+    assert [c["id"] for c in changes.rows] == [moved]
+    (key_change,) = changes.key_changes
+    assert key_change["id"] == moved and key_change["changeVersion"] == since + 1
+    assert (key_change["oldKeyValues"]["beginDate"], key_change["newKeyValues"]["beginDate"]) == (
+        "2026-08-10", "2026-09-01")
+    (deleted,) = changes.deletes
+    assert deleted["id"] == gone and deleted["keyValues"]["studentUniqueId"] == old["studentReference"]["studentUniqueId"]
+    assert not await records_destination.changes_since("studentSectionAssociations", since + 2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from passback.emulators import edfi as edfi_emulator
 from passback.model import PostedGrade, Term
-from passback.sandbox.edfi_district import PERIOD, SCHOOL_ID, EdFiShape, generate
+from passback.sandbox.edfi_district import PERIOD, SCHOOL_ID, STATE_FINAL_GRADE, EdFiShape, generate
 from passback.settings import Settings
 from passback.connectors.csv_export.source import write_export
 from passback.services.statereport import change_preferences, report
@@ -42,8 +43,9 @@ class World:
     def write(self, grades: list[PostedGrade] | None = None) -> None:
         write_export(self.export, grades if grades is not None else self.grades)
 
-    def run(self, resync: bool = False) -> Any:
-        return asyncio.run(report(self.store, self.settings, "sis-export", "state-edfi", resync=resync))
+    def run(self, resync: bool = False, dry_run: bool = False) -> Any:
+        return asyncio.run(report(self.store, self.settings, "sis-export", "state-edfi", resync=resync,
+                                  dry_run=dry_run))
 
     def prefs(self, **change: Any) -> None:
         change_preferences(self.store, self.settings, "state-edfi", change)
@@ -58,22 +60,29 @@ class World:
                       key=lambda g: g["gradingPeriodReference"]["gradingPeriodName"])
 
 
-@pytest.fixture
-def world(sqlite_store: Store, tmp_path: Path) -> Iterator[World]:
-    state, grades = generate(EdFiShape(grades=30, students_per_section=10))
-    with ServedApp(edfi_emulator.create_app(state)) as ods:
-        settings = Settings(data_dir=tmp_path, concurrency=4)
+@contextmanager
+def served_world(store: Store, settings: Settings, shape: EdFiShape | None = None,
+                 **emulator_options: Any) -> Iterator[World]:
+    """A generated district: its ODS served by the emulator, its posted grades in a csv export."""
+    state, grades = generate(shape or EdFiShape(grades=30, students_per_section=10))
+    with ServedApp(edfi_emulator.create_app(state, **emulator_options)) as ods:
         key = load_key(settings)
-        save_connection(sqlite_store, key, name="state-edfi", kind="edfi", base_url=ods.url,
+        save_connection(store, key, name="state-edfi", kind="edfi", base_url=ods.url,
                         credentials={"client_id": "sandbox-edfi", "client_secret": "sandbox-edfi-secret"},
                         settings={"grades": {"grade_types": {"S1 Final": FINAL},
                                              "grading_periods": {"S1 Final": [PERIOD + "First Semester"]},
                                              "state_codes": {"A": 4, "B": 3, "C": 2, "D": 1},
                                              "school_years": [2027]}})
-        export = tmp_path / "grades.csv"
-        save_connection(sqlite_store, key, name="sis-export", kind="csv", base_url=str(export), credentials={})
-        built = World(sqlite_store, settings, ods, export, list(grades))
+        export = settings.data_dir / "grades.csv"
+        save_connection(store, key, name="sis-export", kind="csv", base_url=str(export), credentials={})
+        built = World(store, settings, ods, export, list(grades))
         built.write()
+        yield built
+
+
+@pytest.fixture
+def world(sqlite_store: Store, tmp_path: Path) -> Iterator[World]:
+    with served_world(sqlite_store, Settings(data_dir=tmp_path, concurrency=4)) as built:
         yield built
 
 
@@ -86,6 +95,11 @@ def edfi_id(world: World) -> int:
     from passback.store.connections import get_connection
 
     return get_connection(world.store, load_key(world.settings), "state-edfi").id
+
+
+def data_writes(world: World) -> int:
+    """The writes the ODS accepted to its data (a token request is not one)."""
+    return sum(1 for write in world.ods.app.state.writes if write.path.startswith("/data/"))
 
 
 def items_of(world: World, run_id: str) -> dict[str, dict[str, Any]]:
@@ -108,18 +122,23 @@ def test_posted_grades_become_one_record_per_grading_period(world: World) -> Non
         held = world.held(posted.student_id)
         expected = {"A": "4", "B": "3", "C": "2", "D": "1"}.get(posted.letter or "")
         assert [r.get("letterGradeEarned") for r in held] == [expected]
+    writes = data_writes(world)
     again = world.run()  # the export, the mappings and the queue are as the last run left them
     assert again.counts == {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "skipped": 0, "error": 0}
-    assert again.status == "nothing to do" and not again.stats["requests"]
+    assert again.status == "nothing to do" and data_writes(world) == writes
+    # The ODS's change version moved (by our own grades): its periods and associations were asked
+    # what changed, once; from then on the look is the discovery, the token and the version.
+    assert again.stats["requests"] == {"edfi": 3 + 2 * 3}
+    assert world.run().stats["requests"] == {"edfi": 3}
 
-    # A task mapped to both quarters reports to each quarter ending inside the term.
-    world.prefs(grade_types={"Q Grade": GRADING_PERIOD_TYPE},
-                grading_periods={"Q Grade": [PERIOD + "First Quarter", PERIOD + "Second Quarter", PERIOD + "Third Quarter"]})
-    posted = world.grades[1].model_copy(update={"source_id": "q-1", "grading_task": "Q Grade", "letter": "A"})
+    # A final task mapped to every quarter reports to each quarter ending inside the term.
+    world.prefs(grade_types={"Q Final": FINAL},
+                grading_periods={"Q Final": [PERIOD + "First Quarter", PERIOD + "Second Quarter", PERIOD + "Third Quarter"]})
+    posted = world.grades[1].model_copy(update={"source_id": "q-1", "grading_task": "Q Final", "letter": "A"})
     world.write(world.grades + [posted])
     world.run()
     quarters = [r["gradingPeriodReference"]["gradingPeriodName"] for r in world.held(posted.student_id)
-                if r["gradeTypeDescriptor"] == GRADING_PERIOD_TYPE]
+                if "Quarter" in r["gradingPeriodReference"]["gradingPeriodName"]]
     assert quarters == ["First Quarter", "Second Quarter"]  # the third quarter ends after the term
 
 
@@ -196,17 +215,21 @@ def test_resync_repairs_the_identity_map_and_removes_orphans(world: World) -> No
 def test_a_natural_key_change_is_a_delete_then_a_post(world: World) -> None:
     world.run()
     before = set(world.ods_grades)
-    world.prefs(grade_types={"S1 Final": GRADING_PERIOD_TYPE})  # a mapping change: the grade type is in the key
+    # A mapping change: the state's own 'FG' descriptor in place of Ed-Fi's; the grade type is in the key.
+    world.prefs(final_grade_type=STATE_FINAL_GRADE, grade_types={"S1 Final": STATE_FINAL_GRADE})
     result = world.run()
-    assert result.counts["created"] == 30 and not before & set(world.ods_grades)
-    assert {g["gradeTypeDescriptor"] for g in world.ods_grades.values()} == {GRADING_PERIOD_TYPE}
+    assert result.counts["created"] == 30 and result.counts["deleted"] == 30 and not before & set(world.ods_grades)
+    assert {g["gradeTypeDescriptor"] for g in world.ods_grades.values()} == {STATE_FINAL_GRADE}
 
 
 def test_the_odss_own_refusal_is_explained(world: World) -> None:
     world.run()
     association = next(k for k, r in world.ods.state["resources"]["studentSectionAssociations"].items()
                        if r["studentReference"]["studentUniqueId"] == world.grades[0].student_id)
-    world.ods.app.state.emulator.delete("studentSectionAssociations", association)
+    emulator = world.ods.app.state.emulator  # gone without a trace in the change queries (a purged record):
+    emulator.index["studentSectionAssociations"].pop(  # only the ODS's refusal can tell passback
+        edfi_emulator.KEYS["studentSectionAssociations"](
+            emulator.state["resources"]["studentSectionAssociations"].pop(association)))
     for record_id in [k for k, g in world.ods_grades.items()
                       if g["studentSectionAssociationReference"]["studentUniqueId"] == world.grades[0].student_id]:
         world.ods.app.state.emulator.delete("grades", record_id)

@@ -3,7 +3,8 @@
 The natural key of a Grade is its grade type, its grading period reference and its
 student section association reference; everything else is a value that an upsert
 (POST) may change. ``letterGradeEarned`` carries the state grade code (0-4) mapped
-from the posted grade, and is left out when there is no mapping.
+from the posted grade, and is left out when there is no mapping; the Minnesota extension
+(``_ext.mn``) carries the subject area descriptor and the credits where the seed says so.
 """
 
 from __future__ import annotations
@@ -45,9 +46,23 @@ def state_code(grade: PostedGrade, prefs: EdFiPreferences) -> int | None:
     return code if code is not None and 0 <= code <= 4 else None
 
 
+def sced_code(value: str | None) -> str | None:
+    """A SCED subject area code as the mappings keep it (two digits), or None when not numeric."""
+    text = (value or "").strip()
+    return text.zfill(2) if text.isdigit() else None
+
+
+def subject_descriptor(grade: PostedGrade, prefs: EdFiPreferences) -> str | None:
+    """The state's AcademicSubjectDescriptor for the grade's SCED subject area: reported only when
+    the code is numeric and mapped (seed 003: "Any item not mapped will not report")."""
+    code = sced_code(grade.subject_code)
+    return prefs.subject_descriptors.get(code) if code is not None else None
+
+
 def grade_records(grade: PostedGrade, prefs: EdFiPreferences, association: SectionAssociation,
                   periods: list[GradingPeriod]) -> list[dict[str, Any]]:
     records = []
+    subject = subject_descriptor(grade, prefs)
     for period in periods:
         record: dict[str, Any] = {
             "gradeTypeDescriptor": prefs.grade_types[grade.grading_task],
@@ -65,6 +80,8 @@ def grade_records(grade: PostedGrade, prefs: EdFiPreferences, association: Secti
                 extension["collegeGradeEarned"] = grade.letter if grade.letter is not None else f"{grade.score:g}"
         if grade.credits_earned is not None:
             extension["localCreditEarned"] = grade.credits_earned
+        if subject is not None:
+            extension["academicSubjectDescriptor"] = subject
         if extension:
             record["_ext"] = {"mn": extension}
         records.append(record)

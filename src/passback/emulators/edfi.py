@@ -10,8 +10,19 @@
   ``sections`` and ``studentSectionAssociations``: POST is an upsert by natural key
   (201 Created, or 200 OK when the key exists; empty body; ``Location`` and a quoted
   ``ETag``); GET pages with ``offset``/``limit`` (default 25, at most 500) and
-  ``totalCount=true`` gives a ``Total-Count`` header; GET, PUT (204; a Grade's key may
-  change) and DELETE (204) by id, ids being 32 hex digits.
+  ``totalCount=true`` gives a ``Total-Count`` header (unless the emulator is told to leave it
+  out, as some hosts do); GET, PUT (204) and DELETE (204) by id, ids being 32 hex digits.
+  A PUT may change the natural key of a ``grades`` or ``studentSectionAssociations`` record
+  (both ship with cascading updates in the ODS): an association's new key cascades into the
+  grades that refer to it, each a key change of its own. Any other key change is a 400 (the
+  ODS also cascades sections and sessions; this emulator does not model that).
+* Change queries (ODS/API v7): every insert, update, key change and delete takes the next
+  value of one global change version. ``GET /changeQueries/v1/availableChangeVersions``
+  answers ``{"oldestChangeVersion", "newestChangeVersion"}``; every collection takes
+  ``minChangeVersion`` / ``maxChangeVersion`` (records last changed in that window);
+  ``{collection}/deletes`` lists ``{"id", "changeVersion", "keyValues"}`` of deleted records
+  and ``{collection}/keyChanges`` ``{"id", "changeVersion", "oldKeyValues", "newKeyValues"}``
+  (one entry per record: its first old and last new key in the window), both paged.
 * A Grade's natural key is its ``gradeTypeDescriptor``, ``gradingPeriodReference``
   (descriptor, name, school, year) and ``studentSectionAssociationReference``. A POST
   whose referenced grading period or student section association does not exist gets
@@ -89,12 +100,48 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "studentSectionAssociations": ("beginDate", "sectionReference", "studentReference"),
 }
 DEPENDENCY_ORDER = ("sessions", "gradingPeriods", "sections", "studentSectionAssociations", "grades")
+CASCADING = frozenset({"grades", "studentSectionAssociations"})  # key updates allowed (and cascaded)
+
+
+def _ssa_values(ref: dict[str, Any]) -> dict[str, Any]:
+    return {"beginDate": ref["beginDate"], "localCourseCode": ref["localCourseCode"], "schoolId": int(ref["schoolId"]),
+            "schoolYear": int(ref["schoolYear"]), "sectionIdentifier": ref["sectionIdentifier"],
+            "sessionName": ref["sessionName"], "studentUniqueId": ref["studentUniqueId"]}
+
+
+# The natural key as the change-query routes name it: one flat object, a shared schoolId unified.
+KEY_VALUES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "grades": lambda r: {"gradeTypeDescriptor": r["gradeTypeDescriptor"],
+                         "gradingPeriodDescriptor": r["gradingPeriodReference"]["gradingPeriodDescriptor"],
+                         "gradingPeriodName": r["gradingPeriodReference"]["gradingPeriodName"],
+                         "gradingPeriodSchoolYear": int(r["gradingPeriodReference"]["schoolYear"]),
+                         **_ssa_values(r["studentSectionAssociationReference"])},
+    "gradingPeriods": lambda r: {"gradingPeriodDescriptor": r["gradingPeriodDescriptor"],
+                                 "gradingPeriodName": r["gradingPeriodName"],
+                                 "schoolId": int(r["schoolReference"]["schoolId"]),
+                                 "schoolYear": int(r["schoolYearTypeReference"]["schoolYear"])},
+    "sessions": lambda r: {"schoolId": int(r["schoolReference"]["schoolId"]),
+                           "schoolYear": int(r["schoolYearTypeReference"]["schoolYear"]), "sessionName": r["sessionName"]},
+    "sections": lambda r: {"localCourseCode": r["courseOfferingReference"]["localCourseCode"],
+                           "schoolId": int(r["courseOfferingReference"]["schoolId"]),
+                           "schoolYear": int(r["courseOfferingReference"]["schoolYear"]),
+                           "sectionIdentifier": r["sectionIdentifier"],
+                           "sessionName": r["courseOfferingReference"]["sessionName"]},
+    "studentSectionAssociations": lambda r: _ssa_values({**r["sectionReference"], "beginDate": r["beginDate"],
+                                                         "studentUniqueId": r["studentReference"]["studentUniqueId"]}),
+}
 DESCRIPTOR_FIELDS = {"grades": ("gradeTypeDescriptor",), "gradingPeriods": ("gradingPeriodDescriptor",),
                      "sessions": ("termDescriptor",)}
 
 
 def empty_state() -> dict[str, Any]:
     return {"clients": {}, "descriptors": [], "resources": {name: {} for name in KEYS}}
+
+
+def empty_tracking() -> dict[str, Any]:
+    """What change queries read: the last version, each record's version, deletes and key changes."""
+    return {"version": 0, "records": {name: {} for name in KEYS}, "deletes": {name: [] for name in KEYS},
+            "keyChanges": {name: [] for name in KEYS}}
 
 
 def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -104,8 +151,9 @@ def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> JS
 
 
 class EdFiEmulator:
-    def __init__(self, state: dict[str, Any]) -> None:
+    def __init__(self, state: dict[str, Any], total_count: bool = True) -> None:
         self.state = state
+        self.total_count = total_count  # False: no Total-Count header, even when asked (some hosts do so)
         self.tokens: dict[str, float] = {}
         self.ids = (f"{uuid.uuid4().hex[:20]}{n:012x}" for n in itertools.count(1))
         self._stamp = (0, "")
@@ -115,6 +163,57 @@ class EdFiEmulator:
             name: {KEYS[name](record): record_id for record_id, record in rows.items()}
             for name, rows in state["resources"].items()
         }
+        self.tracking = state.setdefault("changeTracking", empty_tracking())
+        for name, rows in state["resources"].items():  # records loaded without a version (a generated state)
+            versions = self.tracking["records"].setdefault(name, {})
+            for record_id in rows:
+                if record_id not in versions:
+                    versions[record_id] = self.next_version()
+
+    # --- change tracking -------------------------------------------------------------------
+    def next_version(self) -> int:
+        self.tracking["version"] += 1
+        return int(self.tracking["version"])
+
+    def touched(self, resource: str, record_id: str) -> None:
+        self.tracking["records"][resource][record_id] = self.next_version()
+
+    def changed_since(self, resource: str, low: int, high: int | None) -> list[str]:
+        """Ids of the records last changed within [low, high], in the collection's order."""
+        versions = self.tracking["records"][resource]
+        return [record_id for record_id in self.state["resources"][resource]
+                if low <= versions.get(record_id, 0) and (high is None or versions.get(record_id, 0) <= high)]
+
+    def deletes(self, resource: str, low: int, high: int | None) -> list[dict[str, Any]]:
+        return [d for d in self.tracking["deletes"][resource]
+                if low <= d["changeVersion"] and (high is None or d["changeVersion"] <= high)]
+
+    def key_changes(self, resource: str, low: int, high: int | None) -> list[dict[str, Any]]:
+        """One entry per record: the first old key and the last new key within the window."""
+        merged: dict[str, dict[str, Any]] = {}
+        for change in self.tracking["keyChanges"][resource]:
+            if low <= change["changeVersion"] and (high is None or change["changeVersion"] <= high):
+                first = merged.get(change["id"])
+                merged[change["id"]] = change if first is None else {**change, "oldKeyValues": first["oldKeyValues"]}
+        return list(merged.values())
+
+    def rekey(self, resource: str, record_id: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """Store ``new`` under ``record_id`` in place of ``old`` (a different key), cascading as the ODS does."""
+        self.index[resource].pop(KEYS[resource](old), None)
+        self.index[resource][KEYS[resource](new)] = record_id
+        self.state["resources"][resource][record_id] = new
+        version = self.next_version()
+        self.tracking["records"][resource][record_id] = version
+        self.tracking["keyChanges"][resource].append({"id": record_id, "changeVersion": version,
+                                                      "oldKeyValues": KEY_VALUES[resource](old),
+                                                      "newKeyValues": KEY_VALUES[resource](new)})
+        if resource == "studentSectionAssociations":
+            self._cascade_association(_ssa_ref(association_reference(old)), association_reference(new))
+
+    def _cascade_association(self, old_key: tuple[Any, ...], reference: dict[str, Any]) -> None:
+        for grade_id, grade in list(self.state["resources"]["grades"].items()):
+            if _ssa_ref(grade["studentSectionAssociationReference"]) == old_key:
+                self.rekey("grades", grade_id, grade, {**grade, "studentSectionAssociationReference": dict(reference)})
 
     def issue(self, client_id: str, client_secret: str) -> str | None:
         if not client_id or self.state["clients"].get(client_id) != client_secret:
@@ -167,6 +266,7 @@ class EdFiEmulator:
         body["_etag"] = str(time.time_ns() // 100)
         body["_lastModifiedDate"] = self.modified()
         self.state["resources"][resource][record_id] = body
+        self.touched(resource, record_id)
         return record_id, created
 
     def modified(self) -> str:
@@ -181,7 +281,16 @@ class EdFiEmulator:
         if record is None:
             return False
         self.index[resource].pop(KEYS[resource](record), None)
+        self.tracking["records"][resource].pop(record_id, None)
+        self.tracking["deletes"][resource].append({"id": record_id, "changeVersion": self.next_version(),
+                                                   "keyValues": KEY_VALUES[resource](record)})
         return True
+
+
+def association_reference(record: dict[str, Any]) -> dict[str, Any]:
+    """A StudentSectionAssociation record as the reference a Grade makes to it."""
+    return {**record["sectionReference"], "beginDate": record["beginDate"],
+            "studentUniqueId": record["studentReference"]["studentUniqueId"]}
 
 
 class PostFastPath:
@@ -236,10 +345,30 @@ class PostFastPath:
         await send({"type": "http.response.body", "body": b""})
 
 
+def _window(request: Request) -> tuple[int, int | None, int, int] | Response:
+    """minChangeVersion, maxChangeVersion, offset and limit of a listing, or the ODS's 400."""
+    params = request.query_params
+    try:
+        low = int(params.get("minChangeVersion", 0))
+        high = int(params["maxChangeVersion"]) if "maxChangeVersion" in params else None
+        offset = int(params.get("offset", 0))
+        limit = int(params.get("limit", DEFAULT_LIMIT))
+    except ValueError:
+        return problem(400, "bad-request", "Bad Request", "offset, limit and change versions must be integers.")
+    if limit > MAX_LIMIT or limit < 0 or offset < 0:
+        return problem(400, "bad-request:parameter-validation-failed", "Parameter Validation Failed",
+                       "The request construction was invalid.",
+                       errors=[f"Limit must be a value between 0 and {MAX_LIMIT}."])
+    return low, high, offset, limit
+
+
 def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None = None,
-               state_path: Path | None = None, flush_seconds: float = 1.0) -> Any:
+               state_path: Path | None = None, flush_seconds: float = 1.0, total_count: bool = True,
+               change_queries: bool = True) -> Any:
+    """The app; ``total_count=False`` leaves out Total-Count, ``change_queries=False`` answers the
+    change-version route 404, as a host that turned the feature off does."""
     store = StateFile(state_path, flush_seconds)
-    emu = EdFiEmulator(state or store.load() or empty_state())
+    emu = EdFiEmulator(state or store.load() or empty_state(), total_count=total_count)
     faults = faults or FaultConfig()
 
     def base(request: Request) -> str:
@@ -297,20 +426,37 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
             emu.requests[f"{request.method} {collection}"] += 1
             if not emu.authorized(request):
                 return problem(401, "security:authentication", "Authentication Failed", "Invalid or expired token.")
-            try:
-                offset = int(request.query_params.get("offset", 0))
-                limit = int(request.query_params.get("limit", DEFAULT_LIMIT))
-            except ValueError:
-                return problem(400, "bad-request", "Bad Request", "offset and limit must be integers.")
-            if limit > MAX_LIMIT or limit < 0 or offset < 0:
-                return problem(400, "bad-request:parameter-validation-failed", "Parameter Validation Failed",
-                               "The request construction was invalid.",
-                               errors=[f"Limit must be a value between 0 and {MAX_LIMIT}."])
+            window = _window(request)
+            if isinstance(window, Response):
+                return window
+            low, high, offset, limit = window
             rows = emu.state["resources"][name]
-            page = [{"id": record_id, **record}
-                    for record_id, record in itertools.islice(rows.items(), offset, offset + limit)]
-            headers = {"Total-Count": str(len(rows))} if request.query_params.get("totalCount") == "true" else {}
-            return Response(orjson.dumps(page), headers=headers, media_type="application/json")
+            if "minChangeVersion" in request.query_params or high is not None:
+                ids = emu.changed_since(name, low, high)
+                page = [{"id": record_id, **rows[record_id]} for record_id in ids[offset : offset + limit]]
+                total = len(ids)
+            else:
+                page = [{"id": record_id, **record}
+                        for record_id, record in itertools.islice(rows.items(), offset, offset + limit)]
+                total = len(rows)
+            counted = request.query_params.get("totalCount") == "true" and emu.total_count
+            return Response(orjson.dumps(page), headers={"Total-Count": str(total)} if counted else {},
+                            media_type="application/json")
+
+        def tracked(kind: str) -> Callable[[Request], Any]:
+            async def listing(request: Request) -> Response:
+                emu.requests[f"GET {collection}/{kind}"] += 1
+                if not emu.authorized(request):
+                    return problem(401, "security:authentication", "Authentication Failed", "Invalid or expired token.")
+                window = _window(request)
+                if isinstance(window, Response):
+                    return window
+                low, high, offset, limit = window
+                found = emu.deletes(name, low, high) if kind == "deletes" else emu.key_changes(name, low, high)
+                counted = request.query_params.get("totalCount") == "true" and emu.total_count
+                return Response(orjson.dumps(found[offset : offset + limit]), media_type="application/json",
+                                headers={"Total-Count": str(len(found))} if counted else {})
+            return listing
 
         async def item(request: Request) -> Response:
             emu.requests[f"{request.method} {collection}/{{id}}"] += 1
@@ -332,25 +478,39 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
             refused = emu.check(name, body)
             if refused is not None:
                 return refused
-            if KEYS[name](body) != KEYS[name](record):
-                if name != "grades":
-                    return problem(400, "bad-request:data-validation-failed", "Data Validation Failed",
-                                   "Key values for this resource cannot be changed. Delete and recreate the resource.")
-                emu.index[name].pop(KEYS[name](record), None)
-                emu.index[name][KEYS[name](body)] = record_id
+            if KEYS[name](body) != KEYS[name](record) and name not in CASCADING:
+                return problem(400, "bad-request:data-validation-failed", "Data Validation Failed",
+                               "Key values for this resource cannot be changed. Delete and recreate the resource.")
             body.pop("id", None)
             body["_etag"] = str(time.time_ns() // 100)
-            emu.state["resources"][name][record_id] = body
+            body["_lastModifiedDate"] = emu.modified()
+            if KEYS[name](body) != KEYS[name](record):
+                emu.rekey(name, record_id, record, body)
+            else:
+                emu.state["resources"][name][record_id] = body
+                emu.touched(name, record_id)
             store.dirty = True
             return Response(status_code=204, headers={"ETag": f'"{body["_etag"]}"'})
 
         return [Route(collection, items, methods=["GET"]),  # POSTs are answered by PostFastPath
+                Route(collection + "/deletes", tracked("deletes"), methods=["GET"]),
+                Route(collection + "/keyChanges", tracked("keyChanges"), methods=["GET"]),
                 Route(collection + "/{record_id}", item, methods=["GET", "PUT", "DELETE"])]
+
+    async def change_versions(request: Request) -> Response:
+        emu.requests["GET /changeQueries/v1/availableChangeVersions"] += 1
+        if not emu.authorized(request):
+            return problem(401, "security:authentication", "Authentication Failed", "Invalid or expired token.")
+        if not change_queries:
+            return problem(404, "not-found", "Not Found", "The specified resource could not be found.")
+        return JSONResponse({"oldestChangeVersion": 0, "newestChangeVersion": emu.tracking["version"]})
 
     routes = [Route("/", discovery, methods=["GET"]), Route("/oauth/token", token, methods=["POST"]),
               Route("/metadata/", metadata, methods=["GET"]),
               Route("/metadata/data/v3/dependencies", dependencies, methods=["GET"]),
-              Route("/metadata/data/v3/resources/swagger.json", swagger, methods=["GET"])]
+              Route("/metadata/data/v3/resources/swagger.json", swagger, methods=["GET"]),
+              Route("/changeQueries/v1/availableChangeVersions", change_versions, methods=["GET"]),
+              Route("/ChangeQueries/v1/availableChangeVersions", change_versions, methods=["GET"])]
     for name in KEYS:
         routes.extend(resource_route(name))
     return emulator_app(routes, emulator=emu, faults=faults, state_file=store,

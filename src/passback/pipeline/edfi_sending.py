@@ -49,8 +49,18 @@ class GradePlan:
     writes: list[Write] = field(default_factory=list)
     items: list[ItemOutcome] = field(default_factory=list)
     done_posted: dict[str, str | None] = field(default_factory=dict)  # posted id -> new source hash (None: forget)
-    deferred_posted: set[str] = field(default_factory=set)
+    waiting: set[str] = field(default_factory=set)  # posted ids whose events stay pending (an error, a deferred delete)
     unchanged: int = 0
+
+    def hold(self, posted_id: str, digest: str | None) -> None:
+        """Seen as it is, but not done: the posted grade's events stay pending for the next sync."""
+        self.done_posted[posted_id] = digest
+        self.waiting.add(posted_id)
+
+    def merge(self, other: GradePlan) -> None:
+        """Keep what a later chunk's plan decided about its posted grades (its writes are sent as they come)."""
+        self.done_posted.update(other.done_posted)
+        self.waiting |= other.waiting
 
 
 class GradeSender:

@@ -463,6 +463,29 @@ _ENTRIES += [
         ),
     ),
     CatalogueEntry(
+        code="edfi-not-final-grade",
+        outcome="skipped",
+        message=(
+            "Grading task {grading_task} is mapped to grade type {grade_type}; only the final grade "
+            "({final_grade_type}, 'FG') is reported to Ed-Fi."
+        ),
+        meaning="Always report 'FG' (Final Grade): only a grading task mapped to the 'FG' grade type reports.",
+        fix=(
+            "Map the course's final, state-reported grading task to the 'FG' grade type (passback edfi map task "
+            "TASK --grade-type FG-DESCRIPTOR --period DESCRIPTOR); grades on other tasks stay in the SIS."
+        ),
+    ),
+    CatalogueEntry(
+        code="edfi-task-not-final",
+        outcome="skipped",
+        message="Grading task {grading_task} is not marked 'final' and 'state reported'; its grades are not reported.",
+        meaning="A grading task that is marked as 'final' and 'state reported' must exist on the course.",
+        fix=(
+            "If this is the course's final grade for the state, mark the task: passback edfi map task TASK "
+            "--grade-type FG-DESCRIPTOR --period DESCRIPTOR --final --state-reported; then sync."
+        ),
+    ),
+    CatalogueEntry(
         code="edfi-unresolved-reference",
         outcome="error",
         message="The ODS refused the grade: {detail}",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from passback.model import GradingPeriod, PostedGrade, SectionAssociation
 from passback.rules.findings import Finding
 
-FINAL_GRADE = "uri://ed-fi.org/GradeTypeDescriptor#Final"
+FINAL_GRADE = "uri://ed-fi.org/GradeTypeDescriptor#Final"  # the Ed-Fi standard's 'Final': the seed's 'FG'
+AssociationKey = tuple[str, str, int]  # (student unique id, section identifier, school year)
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,9 @@ class EdFiPreferences:
     state_codes: dict[str, int]  # posted letter grade -> state grade code 0-4
     school_years: frozenset[int]
     enabled: bool = True
+    subject_descriptors: dict[str, str] = field(default_factory=dict)  # SCED subject area -> AcademicSubjectDescriptor
+    final_grade_type: str = FINAL_GRADE  # the 'FG' GradeTypeDescriptor: "Always report 'FG' (Final Grade)"
+    not_final_tasks: frozenset[str] = frozenset()  # tasks not marked both 'final' and 'state reported'
 
 
 def _context(grade: PostedGrade) -> dict[str, object]:
@@ -41,6 +45,11 @@ def reportable(grade: PostedGrade, prefs: EdFiPreferences) -> Finding | None:
         return Finding("edfi-excluded", _context(grade) | {"why": "course marked State Report Exclude"})
     if grade.grading_task not in prefs.grade_types:
         return Finding("edfi-grading-task-not-mapped", _context(grade))
+    if prefs.grade_types[grade.grading_task] != prefs.final_grade_type:
+        return Finding("edfi-not-final-grade", _context(grade) | {
+            "grade_type": prefs.grade_types[grade.grading_task], "final_grade_type": prefs.final_grade_type})
+    if grade.grading_task in prefs.not_final_tasks:
+        return Finding("edfi-task-not-final", _context(grade))
     if not prefs.grading_periods.get(grade.grading_task):
         return Finding("edfi-grading-period-not-mapped", _context(grade))
     if grade.school_year not in prefs.school_years:
@@ -48,10 +57,11 @@ def reportable(grade: PostedGrade, prefs: EdFiPreferences) -> Finding | None:
     return None
 
 
-def association_for(grade: PostedGrade, associations: dict[tuple[str, str], SectionAssociation]
+def association_for(grade: PostedGrade, associations: dict[AssociationKey, SectionAssociation]
                     ) -> SectionAssociation | Finding:
-    """The student's section association (from the identity of the ODS), or the seed's error."""
-    found = associations.get((grade.student_id, grade.section_id))
+    """The student's section association in the school year of the course's calendar (the
+    grade's scope year), or the seed's error: an association of another year is not it."""
+    found = associations.get((grade.student_id, grade.section_id, grade.school_year))
     return found if found is not None else Finding("edfi-missing-student-section-association", _context(grade))
 
 
@@ -82,3 +92,9 @@ def periods_for(grade: PostedGrade, prefs: EdFiPreferences, periods: list[Gradin
     if not chosen:
         return Finding("edfi-no-overlapping-grading-period", _context(grade))
     return chosen
+
+
+def duplicate_of(grade: PostedGrade, holder: str, key: tuple[object, ...]) -> Finding:
+    """Another posted grade gives the same Ed-Fi Grade natural key, and keeps it (see the catalogue)."""
+    return Finding("edfi-duplicate-natural-key", _context(grade) | {
+        "holder": holder, "grade_type": key[0], "grading_period": key[2], "section_id": grade.section_id})

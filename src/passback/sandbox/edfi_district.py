@@ -26,9 +26,11 @@ PERIODS = (("First Quarter", date(2026, 8, 10), date(2026, 10, 9)),
            ("First Semester", date(2026, 8, 10), date(2026, 12, 18)),
            ("Third Quarter", date(2027, 1, 5), date(2027, 3, 12)))
 LETTERS = ("A", "B", "C", "D", "F")
+STATE_FINAL_GRADE = "uri://education.mn.gov/GradeTypeDescriptor#FG"  # a state's own 'FG' descriptor
+MATHEMATICS = "uri://education.mn.gov/AcademicSubjectDescriptor#02"  # SCED subject area 02
 DESCRIPTORS = (
-    FINAL_GRADE, "uri://ed-fi.org/GradeTypeDescriptor#Grading Period", "uri://ed-fi.org/TermDescriptor#Fall Semester",
-    *(PERIOD + name for name, _, _ in PERIODS),
+    FINAL_GRADE, STATE_FINAL_GRADE, "uri://ed-fi.org/GradeTypeDescriptor#Grading Period",
+    "uri://ed-fi.org/TermDescriptor#Fall Semester", MATHEMATICS, *(PERIOD + name for name, _, _ in PERIODS),
 )
 
 
@@ -40,10 +42,11 @@ class EdFiShape:
 
 
 def default_preferences() -> EdFiPreferences:
+    """The semester final, the course's task marked 'final' and 'state reported', mapped to 'FG'
+    (the only grade type reported) and to the semester grading period."""
     return EdFiPreferences(
-        grade_types={"S1 Final": FINAL_GRADE, "Q Grade": "uri://ed-fi.org/GradeTypeDescriptor#Grading Period"},
-        grading_periods={"S1 Final": (PERIOD + "First Semester",),
-                         "Q Grade": (PERIOD + "First Quarter", PERIOD + "Second Quarter")},
+        grade_types={"S1 Final": FINAL_GRADE},
+        grading_periods={"S1 Final": (PERIOD + "First Semester",)},
         state_codes={"A": 4, "B": 3, "C": 2, "D": 1, "F": 0},
         school_years=frozenset({SCHOOL_YEAR}),
     )

@@ -16,6 +16,10 @@ from passback.store import bulk
 from passback.store.db import Store
 
 POSTED, CHANGED, DELETED, MAPPING_CHANGED = "posted", "changed", "deleted", "mapping-changed"
+# Changes the ODS made: an association of a posted grade's student and section, or the grading periods.
+ASSOCIATION_CHANGED, PERIODS_CHANGED = "association-changed", "grading-periods-changed"
+RETRY = "retry"  # a posted grade that errored (or was refused) in a run that had no event of its own for it
+EVERYTHING = frozenset({MAPPING_CHANGED, PERIODS_CHANGED})  # kinds that ask for every posted grade again
 
 
 @dataclass(frozen=True)
@@ -29,12 +33,17 @@ def enqueue(store: Store, destination_connection_id: int, events: Iterable[tuple
     events = list(events)
     if events:
         with store.transaction() as db:
-            now = bulk.now_value(db)
-            bulk.executemany(
-                db, f"INSERT INTO edfi_events (destination_connection_id, posted_id, kind, created_at) "
-                    f"VALUES ({bulk.marks(db, 4)})",
-                [(destination_connection_id, posted_id, kind, now) for posted_id, kind in events])
+            add_events(db, destination_connection_id, events)
     return len(events)
+
+
+def add_events(db: sa.Connection, destination_connection_id: int, events: list[tuple[str, str]]) -> None:
+    """Queue events inside the caller's transaction (with the state they were derived from)."""
+    now = bulk.now_value(db)
+    bulk.executemany(
+        db, f"INSERT INTO edfi_events (destination_connection_id, posted_id, kind, created_at) "
+            f"VALUES ({bulk.marks(db, 4)})",
+        [(destination_connection_id, posted_id, kind, now) for posted_id, kind in events])
 
 
 def pending(store: Store, destination_connection_id: int) -> list[Event]:

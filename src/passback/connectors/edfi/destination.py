@@ -1,4 +1,5 @@
-"""The Ed-Fi ODS/API as a records destination (D2): upsert by natural key, delete by id, list.
+"""The Ed-Fi ODS/API as a records destination (D2): upsert by natural key, delete by id, list,
+and what changed since a change version (the v7 change queries).
 
 One-by-one writes go through :class:`~passback.connectors.edfi.client.EdFiClient`
 (aiohttp, retried); a bulk send streams its POSTs through libcurl's multi interface
@@ -10,12 +11,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from passback.connectors.base import RecordAnswer, RecordsDestination
 from passback.connectors.edfi.client import EdFiClient
 from passback.connectors.edfi.curl_sender import CurlSender, Posted
 from passback.model.values import IdAssignment, RecordCapabilities
+
+
+@dataclass(frozen=True)
+class TrackedChanges:
+    """What happened to a resource's records after a change version: key changes, new or
+    changed records, deletes (to be applied in that order, as the ODS/API guide advises)."""
+
+    key_changes: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
+    deletes: list[dict[str, Any]]
+
+    def __bool__(self) -> bool:
+        return bool(self.key_changes or self.rows or self.deletes)
 
 
 class EdFiDestination(RecordsDestination):
@@ -37,6 +52,19 @@ class EdFiDestination(RecordsDestination):
 
     async def list_records(self, resource: str) -> list[dict[str, Any]]:
         return await self.client.get_all(resource)
+
+    async def newest_change_version(self) -> int | None:
+        """The ODS's newest change version; None where change queries are not offered."""
+        return await self.client.newest_change_version()
+
+    async def changes_since(self, resource: str, version: int) -> TrackedChanges:
+        """Everything that changed in ``resource`` after ``version`` (no upper bound: a change
+        made while reading is seen now and again next time, which applying by id makes harmless)."""
+        window = {"minChangeVersion": version + 1}
+        key_changes, rows, deletes = await asyncio.gather(
+            self.client.get_all(f"{resource}/keyChanges", window), self.client.get_all(resource, window),
+            self.client.get_all(f"{resource}/deletes", window))
+        return TrackedChanges(key_changes, rows, deletes)
 
     async def stream_upserts(self, resource: str, bodies: Iterable[tuple[int, bytes]],
                              on_answer: Callable[[Posted], None]) -> None:

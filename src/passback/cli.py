@@ -327,12 +327,12 @@ def _print_score_details(plan: Plan) -> None:
     console.print(table)
 
 
-def _run_with_progress(coro_factory, quiet: bool):  # type: ignore[no-untyped-def]
+def _run_with_progress(coro_factory, quiet: bool, doing: str = "syncing", unit: str = "assignments"):  # type: ignore[no-untyped-def]
     if quiet:
         return asyncio.run(coro_factory(None))
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("assignments"), TimeElapsedColumn(), console=err, transient=False) as bar:
-        task = bar.add_task("syncing", total=None)
+                  TextColumn(unit), TimeElapsedColumn(), console=err, transient=False) as bar:
+        task = bar.add_task(doing, total=None)
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
@@ -802,8 +802,10 @@ def _edfi_run(resync: bool, source: str, destination: str, dry_run: bool, json_o
     settings = get_settings()
     store = open_store(settings)
     with _friendly_errors():
-        result = asyncio.run(state_service.report(store, settings, source, destination, resync=resync,
-                                                  dry_run=dry_run, actor=os_user(), wait_seconds=wait))
+        result = _run_with_progress(
+            lambda progress: state_service.report(store, settings, source, destination, resync=resync, dry_run=dry_run,
+                                                  actor=os_user(), wait_seconds=wait, progress=progress),
+            quiet=json_out or dry_run, doing="sending", unit="records")
     if json_out:
         _emit_json(state_run_view(result).shown())
     else:

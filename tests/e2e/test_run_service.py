@@ -147,3 +147,13 @@ def test_an_exception_in_the_export_mapper_fails_the_state_run(
     assert stored is not None and stored["status"] == "failed" and stored["pipeline"] == "statereport"
     assert _no_run_left_running(store)
     assert not ods.state["resources"]["grades"]  # nothing was sent
+
+
+def test_a_state_reporting_send_reports_its_progress(ods_world) -> None:  # type: ignore[no-untyped-def]
+    store, settings, ods, _ = ods_world
+    heard: list[tuple[int, int]] = []
+    result = asyncio.run(report(store, settings, "sis-export", "state-edfi", progress=lambda d, t: heard.append((d, t))))
+    created = len(ods.state["resources"]["grades"])
+    assert result.counts["created"] == created > 0
+    assert heard and heard[-1] == (created, created)  # the bar ends full, at the records sent
+    assert all(done <= total for done, total in heard) and [d for d, _ in heard] == sorted(d for d, _ in heard)

@@ -22,6 +22,7 @@ from passback.connectors.edfi.curl_sender import Posted
 from passback.convert.edfi import natural_key
 from passback.rules.catalogue import entry
 from passback.pipeline.record import Recorder
+from passback.pipeline.run import Progress
 from passback.store.history import ItemOutcome
 from passback.store.identity import SYNCED, IdentityRow, Release
 
@@ -63,13 +64,20 @@ class GradePlan:
         self.waiting |= other.waiting
 
 
+PROGRESS_EVERY = 250  # answers between two progress reports: a bar, not a cost on the hot path
+
+
 class GradeSender:
     """Carries out a run's plan and records every answer through the run's recorder; one per run."""
 
-    def __init__(self, ods: RecordsDestination, recorder: Recorder, concurrency: int) -> None:
+    def __init__(self, ods: RecordsDestination, recorder: Recorder, concurrency: int,
+                 progress: Progress | None = None) -> None:
         self.ods = ods
         self.recorder = recorder
         self.concurrency = concurrency
+        self.progress = progress  # hears (writes answered, writes planned so far); planning goes on while sending
+        self.planned = 0
+        self.answered = 0
         self.failed: set[str] = set()
         self.retry: list[Write] = []
         self.in_flight: dict[int, Write] = {}
@@ -94,11 +102,18 @@ class GradeSender:
             await self._careful(retry)
         finally:
             self.recorder.flush()  # every acknowledged write is kept, even when the run stops here
+        self._tell()
         return self.failed
 
     def _take(self, plan: GradePlan) -> None:
         for item in plan.items:
             self.recorder.add_one(item)
+        self.planned += len(plan.writes)
+        self._tell()
+
+    def _tell(self, every: int = 1) -> None:
+        if self.progress is not None and self.answered % every == 0:
+            self.progress(self.answered, max(self.planned, self.answered))
 
     def _later(self, plan: GradePlan) -> Iterator[tuple[int, bytes]]:
         self._take(plan)
@@ -130,6 +145,11 @@ class GradeSender:
             self.retry.append(write)
 
     def _settle(self, write: Write, outcome: tuple[str, str | None] | ItemOutcome) -> None:
+        self.answered += 1
+        self._tell(every=PROGRESS_EVERY)
+        self._record(write, outcome)
+
+    def _record(self, write: Write, outcome: tuple[str, str | None] | ItemOutcome) -> None:
         if isinstance(outcome, ItemOutcome):
             self.failed.add(write.posted_id)
             self.recorder.add_one(outcome)

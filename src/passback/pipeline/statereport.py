@@ -640,7 +640,7 @@ class StateReporter:
         # The others can only POST, and are planned a few at a time while the send goes on.
         known = [p for p in affected if p in held]
         fresh = [p for p in affected if p not in held]
-        sender = GradeSender(self.ods, ctx.recorder, self.concurrency)
+        sender = GradeSender(self.ods, ctx.recorder, self.concurrency, ctx.progress)
         failed = await sender.send(planned(known), (planned(fresh[i : i + CHUNK])
                                                      for i in range(0, len(fresh), CHUNK)))
         phases["record"] = ctx.recorder.seconds

@@ -19,7 +19,7 @@ from passback.connectors.http import request_meter
 from passback.connectors.registry import RECORDS, kind_of
 from passback.errors import Invalid
 from passback.pipeline.edfi_sending import RESOURCE
-from passback.pipeline.run import RunRequest, RunResult, RunScope
+from passback.pipeline.run import Progress, RunRequest, RunResult, RunScope
 from passback.convert.edfi import sced_code
 from passback.pipeline.statereport import (
     PREFS,
@@ -46,7 +46,9 @@ class StateReportingError(Invalid):
 
 
 async def report(store: Store, settings: Settings, source: str | int, destination: str | int, *,
-                 resync: bool = False, dry_run: bool = False, actor: str = "cli", wait_seconds: float = 0.0) -> RunResult:
+                 resync: bool = False, dry_run: bool = False, actor: str = "cli", wait_seconds: float = 0.0,
+                 progress: Progress | None = None) -> RunResult:
+    """Send what changed (or everything, ``resync``); ``progress`` hears (records answered, records planned)."""
     started = time.perf_counter()
     async with open_state_reporting(store, settings, source, destination) as (connectors, pairing):
         reporter = StateReporter(store, connectors.ods, pairing, connectors.prefs, concurrency=settings.concurrency)
@@ -63,7 +65,7 @@ async def report(store: Store, settings: Settings, source: str | int, destinatio
                              destination_connection_id=pairing.destination_connection_id,
                              scope=RunScope(resource=RESOURCE), trigger="resync" if resync else "event", actor=actor,
                              dry_run=dry_run, resync=resync, wait_seconds=wait_seconds)
-        return await runs.run(store, settings, request, connectors=connectors)
+        return await runs.run(store, settings, request, connectors=connectors, progress=progress)
 
 
 def check_descriptor(value: str) -> str:

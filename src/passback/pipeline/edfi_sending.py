@@ -19,6 +19,7 @@ from typing import Any
 
 from passback.connectors.base import RecordAnswer, RecordsDestination, json_body
 from passback.connectors.edfi.curl_sender import Posted
+from passback.connectors.edfi.errors import REFUSALS, refusal_code
 from passback.convert.edfi import natural_key
 from passback.rules.catalogue import entry
 from passback.pipeline.record import Recorder
@@ -29,7 +30,6 @@ from passback.store.identity import SYNCED, IdentityRow, Release
 GRADE = "edfi-grade"
 RESOURCE = "grades"
 BATCH = 2000
-REFUSALS = (400, 404, 409, 412)
 
 
 @dataclass(frozen=True)
@@ -193,8 +193,7 @@ class GradeSender:
 
 def refused_post(write: Write, answer: RecordAnswer) -> ItemOutcome:
     """A POST the ODS refused: a 409 is a reference it does not hold, anything else a rejection."""
-    code = "edfi-unresolved-reference" if answer.status == 409 else "destination-rejected"
-    return refused(write, answer.detail, code)
+    return refused(write, answer.detail, refusal_code(answer.status))
 
 
 def refused(write: Write, detail: str, code: str = "destination-rejected") -> ItemOutcome:

@@ -20,9 +20,10 @@ import aiohttp
 import orjson
 
 from passback.connectors.base import RecordAnswer, json_body
+from passback.connectors.edfi.errors import not_an_ods, read_refused
 from passback.connectors.http import parse_retry_after, request_meter
 from passback.connectors.oauth import SharedFetch, TokenAnswer, obtain_token
-from passback.errors import OutcomeUnknown, Refused
+from passback.errors import OutcomeUnknown
 
 RETRY_STATUSES = frozenset({429, 500, 501, 502, 503, 504})
 PAGE = 500
@@ -85,8 +86,7 @@ class EdFiClient:
             _, body = await self._plain("GET", self.base_url + "/")
             self.urls = body.get("urls") or {}
             if "oauth" not in self.urls or "dataManagementApi" not in self.urls:
-                raise Refused(None,
-                                       f"{self.base_url} does not look like an Ed-Fi ODS/API (no urls in its root document).")
+                raise not_an_ods(self.base_url)
         return self.urls
 
     async def _authenticate(self, stale: str | None) -> str:
@@ -197,7 +197,7 @@ class EdFiClient:
         query = {**(params or {}), "offset": offset, "limit": PAGE, **({"totalCount": "true"} if counted else {})}
         code, headers, body = await self._send("GET", url, params=query)
         if code != 200:
-            raise Refused(None, f"GET {url} offset {offset}: HTTP {code}", code)
+            raise read_refused(url, code, offset)
         total = headers.get("Total-Count")
         return list(orjson.loads(body)), int(total) if total is not None and total.isdigit() else None
 
@@ -211,7 +211,7 @@ class EdFiClient:
         if code == 404:
             return None
         if code != 200:
-            raise Refused(None, f"GET {target}: HTTP {code}", code)
+            raise read_refused(target, code)
         return int(orjson.loads(body)["newestChangeVersion"])
 
     async def aclose(self) -> None:

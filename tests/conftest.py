@@ -139,6 +139,15 @@ class ServedApp:
     def state(self) -> dict[str, Any]:
         return self.app.state.emulator.state
 
+    @property
+    def writes(self) -> list[Any]:
+        """Every write the emulator accepted (``AcceptedWrite``), in order."""
+        return self.app.state.writes
+
+    @property
+    def faults(self) -> FaultConfig:
+        return self.app.state.faults
+
 
 @dataclass
 class District:

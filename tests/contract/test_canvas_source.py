@@ -38,6 +38,16 @@ def canvas_truth(state: dict[str, Any]) -> dict[str, Any]:
     return {"courses": courses}
 
 
+def assert_snapshot_is_truth(snapshot: Any, expected: dict[str, Any]) -> None:
+    """A course read under faults or throttling is the course the emulator holds, whole."""
+    assert {a.source_id: (a.name, a.points_possible) for a in snapshot.assignments} == expected["assignments"]
+    graded = {(s.assignment_id, s.student_id): s.score for s in snapshot.scores if s.graded and not s.excused}
+    assert graded == expected["graded_scores"]
+    assert {(s.assignment_id, s.student_id) for s in snapshot.scores if s.excused} == expected["excused"]
+    assert {(s.assignment_id, s.student_id) for s in snapshot.scores if s.missing} == expected["missing"]
+    assert sorted(s.sis_id for s in snapshot.students) == sorted(expected["student_sis_ids"])
+
+
 @pytest.fixture
 async def source(district: District) -> AsyncIterator[CanvasSource]:
     client = CanvasClient(district.canvas.url, district.credentials.canvas_token, per_page=7)
@@ -91,9 +101,9 @@ async def test_throttling_slows_the_client_down_instead_of_failing(district: Dis
         source = CanvasSource(client)
         course_id = next(iter(district.canvas.state["courses"]))
         snapshot = await source.read_course(course_id)
-        assert snapshot.scores
     finally:
         await client.aclose()
+    assert_snapshot_is_truth(snapshot, canvas_truth(district.canvas.state)["courses"][course_id])
     assert client.throttle.paused_seconds > 0  # it paced itself from X-Rate-Limit-Remaining
     stats = district.canvas.control("stats")
     assert client.http.stats.by_status.get(403, 0) == stats["throttled"]  # any refusal was retried
@@ -117,8 +127,11 @@ async def test_transient_faults_are_retried(district: District, source: CanvasSo
     course_id = next(iter(district.canvas.state["courses"]))
     snapshot = await source.read_course(course_id)
     district.canvas.control("faults", {"fault_rate": 0})
-    assert len(snapshot.scores) == len(canvas_truth(district.canvas.state)["courses"][course_id]["graded_scores"]) + \
+    expected = canvas_truth(district.canvas.state)["courses"][course_id]
+    assert len(snapshot.scores) == len(expected["graded_scores"]) + \
         sum(1 for s in district.canvas.state["submissions"].values()
-            if str(s["assignment_id"]) in canvas_truth(district.canvas.state)["courses"][course_id]["assignments"]
-            and s["score"] is None)
-    assert source.client.http.stats.retries > 0
+            if str(s["assignment_id"]) in expected["assignments"] and s["score"] is None)
+    assert_snapshot_is_truth(snapshot, expected)
+    faults = district.canvas.faults.log  # the seed decides which requests are faulted: the same every run
+    assert {f.kind for f in faults} == {"429", "500", "reset"}, [f.as_dict() for f in faults]
+    assert source.client.http.stats.retries >= len(faults)  # every fault was met by a retry

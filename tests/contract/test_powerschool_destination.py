@@ -12,8 +12,10 @@ from passback.errors import DestinationError, DestinationUnavailable
 from passback.connectors.http import RetryPolicy
 from passback.connectors.powerschool.client import PowerSchoolClient
 from passback.connectors.powerschool.destination import PowerTeacherProDestination
+from passback.model.values import ScorePayload
+from passback.testing.gradebook import DestinationContract, HeldAssignment, payload_for
+from passback.testing.writes import assignment_creates, changes, score_writes
 from tests.conftest import District, ServedApp
-from passback.testing.gradebook import DestinationContract, payload_for
 
 
 def first_course_setup(state: dict[str, Any]) -> dict[str, Any]:
@@ -58,11 +60,35 @@ class PowerSchoolBackdoor:
         self.served.control("faults", {"fault_rate": 0})
 
     def delete_assignment(self, dest_id: str) -> None:
-        del self.served.state["assignments"][dest_id]
+        self.served.app.state.emulator.delete_by_hand(dest_id)
 
     def assignments_named(self, name: str) -> int:
         return sum(1 for a in self.served.state["assignments"].values()
                    if a["_assignmentsections"][0]["name"] == name)
+
+    def held_assignment(self, dest_id: str) -> HeldAssignment | None:
+        raw = self.served.state["assignments"].get(dest_id)
+        if raw is None:
+            return None
+        sections = raw["_assignmentsections"]
+        assert len({(s["name"], s["duedate"], s["scoreentrypoints"]) for s in sections}) == 1  # one assignment
+        return HeldAssignment(
+            name=sections[0]["name"], due_date=sections[0]["duedate"], points_possible=sections[0]["scoreentrypoints"],
+            section_assignment_ids={str(s["sectionsdcid"]): str(s["assignmentsectionid"]) for s in sections},
+            category_ids={str(s["sectionsdcid"]): str(c["teachercategoryid"])
+                          for s in sections for c in s["_assignmentcategoryassociations"] if c["isprimary"]},
+        )
+
+    def held_scores(self) -> dict[tuple[str, str], ScorePayload]:
+        return {(str(s["assignmentsectionid"]), str(s["studentsdcid"])):
+                ScorePayload(points=s["scorepoints"], late=s["islate"], exempt=s["isexempt"])
+                for s in self.served.state["scores"].values()}
+
+    def accepted_creates(self, name: str) -> int:
+        return sum(n for (held, _), n in assignment_creates(self.served.writes).items() if held == name)
+
+    def accepted_score_writes(self, section_assignment_id: str, student_id: str) -> int:
+        return score_writes(self.served.writes)[(section_assignment_id, student_id)]
 
 
 @pytest.fixture
@@ -111,6 +137,10 @@ async def test_a_create_whose_answer_is_lost_is_found_not_repeated(district: Dis
     assert found is not None  # the emulator did create it: the answer alone was lost
     names = [s["name"] for a in district.powerschool.state["assignments"].values() for s in a["_assignmentsections"]]
     assert names.count("Lab 9") == len(setup["section_ids"])
+    assert assignment_creates(district.powerschool.writes) == {("Lab 9", tuple(sorted(setup["section_ids"]))): 1}
+    lost = district.powerschool.faults.lost_writes()
+    assert [(f.method, f.path) for f in lost] == [("POST", "/ws/xte/section/assignment/")]  # that one create
+    assert [w.method for w in changes(district.powerschool.writes)] == ["POST"]
 
 
 def test_the_oauth_endpoint_answers_like_powerschool(district: District) -> None:

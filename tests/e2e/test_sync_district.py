@@ -15,6 +15,15 @@ from passback.settings import Settings
 from passback.store.db import Store
 from passback.store.connections import save_connection
 from passback.store.history import count_audit, get_run_items
+from passback.testing.writes import (
+    assignment_changes,
+    assignment_creates,
+    assignment_sections,
+    changes,
+    confirmed,
+    score_rows,
+    score_writes,
+)
 from passback.vault import load_key
 from tests.conftest import District
 from tests.e2e.expected import destination_assignment_names, expected_destination_scores, held_destination_scores
@@ -39,6 +48,26 @@ def total(results: list, outcome: str) -> int:  # type: ignore[type-arg]
     return sum(r.counts[outcome] for r in results)
 
 
+def held_score_keys(district: District) -> set[tuple[str, str]]:
+    """(assignment section, student) of every score PowerTeacher Pro holds, from its raw state."""
+    return {(str(s["assignmentsectionid"]), str(s["studentsdcid"])) for s in district.powerschool.state["scores"].values()}
+
+
+def assert_each_written_once(district: District, writes: list) -> None:  # type: ignore[type-arg]
+    """Every assignment the emulator holds was created by one accepted POST, every score it
+    holds by one accepted score row, and nothing else was written."""
+    creates = assignment_creates(writes)
+    held = {(a["_assignmentsections"][0]["name"], tuple(sorted(str(s["sectionsdcid"]) for s in a["_assignmentsections"])))
+            for a in district.powerschool.state["assignments"].values()}
+    assert set(creates) == held
+    assert all(count == 1 for count in creates.values()), {k: n for k, n in creates.items() if n > 1}
+    handled = district.powerschool.control("stats")["requests"].get("POST /ws/xte/section/assignment/", 0)
+    assert handled == len(creates)  # no create sent again, only to be refused as a duplicate
+    scores = score_writes(writes)
+    assert set(scores) == held_score_keys(district)
+    assert all(count == 1 for count in scores.values()), {k: n for k, n in scores.items() if n > 1}
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path, concurrency=4)
@@ -53,6 +82,10 @@ def test_district_sync_matches_canvas_exactly_and_is_incremental(store: Store, s
     assert expected and held_destination_scores(district.powerschool.state) == expected
     assert total(first, "created") > len(expected)  # scores plus their assignments
     assert sum(count_audit(store, r.run_id) for r in first) == len(expected)
+    writes = district.powerschool.writes
+    assert_each_written_once(district, writes)  # what the emulator took in, not what it kept
+    assert not assignment_changes(writes, "PUT") and not assignment_changes(writes, "DELETE")
+    written = len(writes)
 
     # The broken assignments of the first course: each error explained, the rest synced.
     items = [i for r in first for i in get_run_items(store, r.run_id, ("error", "skipped"))]
@@ -65,6 +98,7 @@ def test_district_sync_matches_canvas_exactly_and_is_incremental(store: Store, s
     assert total(second, "created") == total(second, "updated") == total(second, "deleted") == 0
     assert total(second, "unchanged") == total(first, "created")
     assert held_destination_scores(district.powerschool.state) == expected
+    assert changes(district.powerschool.writes[written:]) == []  # the second run wrote nothing at all
 
 
 def test_one_changed_score_is_one_write(store: Store, settings: Settings, district: District) -> None:
@@ -82,10 +116,17 @@ def test_one_changed_score_is_one_write(store: Store, settings: Settings, distri
         headers={"Authorization": f"Bearer {district.credentials.canvas_token}"},
     )
     assert response.status_code == 200
-    before = district.powerschool.control("stats")["requests"].get("PUT /ws/xte/score", 0)
+    mark = len(district.powerschool.writes)
     results = sync_all(store, settings)
     assert total(results, "updated") == 1 and total(results, "created") == 0
-    assert district.powerschool.control("stats")["requests"]["PUT /ws/xte/score"] == before + 1
+    new_writes = changes(district.powerschool.writes[mark:])
+    assert [w.method + " " + w.path for w in new_writes] == ["PUT /ws/xte/score"]  # one write, of one score
+    [(asid, student, row)] = score_rows(new_writes)
+    assert row["scorepoints"] == new_score
+    user = district.canvas.state["users"][str(submission["user_id"])]
+    dcid = next(s["id"] for s in district.powerschool.state["students"].values()
+                if str(s["local_id"]) == user["sis_user_id"])
+    assert student == str(dcid) and assignment_sections(district.powerschool.state)[asid][1] == assignment["name"]
     assert held_destination_scores(district.powerschool.state) == expected_destination_scores(
         district.canvas.state, district.powerschool.state)
 
@@ -112,33 +153,60 @@ def test_removed_grade_and_deleted_assignment_are_deleted(sqlite_store: Store, s
                  if a["course_id"] == assignment["course_id"] and a["id"] != assignment["id"] and a["post_to_sis"]
                  and any(k[0] == a["name"] for k in expected_destination_scores(canvas, district.powerschool.state)))
     httpx.delete(f"{base}/{other['id']}", headers=headers).raise_for_status()
+    sections = assignment_sections(district.powerschool.state)
+    course_sections = {s["sis_section_id"] for s in canvas["sections"].values() if s["course_id"] == assignment["course_id"]}
+    other_id = next(aid for aid, name, section in sections.values() if name == other["name"] and section in course_sections)
+    mark = len(district.powerschool.writes)
     results = sync_all(sqlite_store, settings)
-    assert total(results, "deleted") >= 2
+    assert total(results, "deleted") == 2  # the removed grade, and the deleted assignment (its scores with it)
+    new_writes = changes(district.powerschool.writes[mark:])
+    assert assignment_changes(new_writes, "DELETE") == {other_id: 1}
+    [(asid, _student, row)] = score_rows(new_writes)  # the removed grade: one blank row
+    assert sections[asid][1] == assignment["name"] and sections[asid][2] in course_sections
+    assert row["scorepoints"] is None and not row["isexempt"]
+    assert len(new_writes) == 2
     assert held_destination_scores(district.powerschool.state) == expected_destination_scores(
         district.canvas.state, district.powerschool.state)
-    course_sections = {s["sis_section_id"] for s in canvas["sections"].values() if s["course_id"] == assignment["course_id"]}
     remaining = {(n, sec) for n, sec in destination_assignment_names(district.powerschool.state) if sec in course_sections}
     assert remaining and other["name"] not in {n for n, _ in remaining}
 
 
 def test_faults_never_lose_or_double_a_grade(sqlite_store: Store, tmp_path: Path, district: District) -> None:
-    settings = Settings(data_dir=tmp_path, concurrency=4, http_timeout=1.0)
+    # One request in flight at a time: the server assigns ids in the same order every
+    # trial, so the requests are the same and the seeded faults replay exactly.
+    settings = Settings(data_dir=tmp_path, concurrency=1, course_concurrency=1, http_timeout=1.0)
     connect(sqlite_store, settings, district)
-    district.powerschool.control("faults", {"fault_rate": 0.25, "fault_kinds": ["429", "500", "timeout", "reset"],
-                                            "timeout_seconds": 1.5, "seed": 5})
-    district.canvas.control("faults", {"fault_rate": 0.2, "fault_kinds": ["500", "reset"], "seed": 6})
+    district.powerschool.control("faults", {"fault_rate": 0.15, "fault_kinds": ["429", "500", "timeout", "reset"],
+                                            "timeout_seconds": 1.5, "seed": 27})
+    district.canvas.control("faults", {"fault_rate": 0.1, "fault_kinds": ["500", "reset"], "seed": 6})
     sync_all(sqlite_store, settings)
-    injected = district.powerschool.control("faults")["injected"]
-    assert injected.get("timeout", 0) + injected.get("reset", 0) > 0  # writes whose answers were lost
+    faults = district.powerschool.faults
+    lost = faults.lost_writes()
+    trial = f"PowerSchool faults (seed {faults.seed}): {[f.as_dict() for f in faults.log]}"
+    assert {f.kind for f in faults.log} == {"429", "500", "timeout", "reset"}, trial
+    assert any(f.method == "POST" for f in lost), trial  # an assignment create whose answer was lost
+    assert any(f.method == "PUT" and f.path == "/ws/xte/score" for f in lost), trial  # and a score write
     district.powerschool.control("faults", {"fault_rate": 0})
     district.canvas.control("faults", {"fault_rate": 0})
     sync_all(sqlite_store, settings)  # whatever the first run could not confirm
     expected = expected_destination_scores(district.canvas.state, district.powerschool.state)
-    assert held_destination_scores(district.powerschool.state) == expected
+    assert held_destination_scores(district.powerschool.state) == expected, trial
     names = destination_assignment_names(district.powerschool.state)
     assert len(names) == len(set(names))  # no assignment created twice
+    writes = district.powerschool.writes
+    creates = assignment_creates(writes)  # a create whose answer was lost took effect: found, never repeated
+    assert creates and all(count == 1 for count in creates.values()), (creates, trial)
+    handled = district.powerschool.control("stats")["requests"].get("POST /ws/xte/section/assignment/", 0)
+    assert handled == len(creates), trial  # none sent again to be refused as a duplicate
+    # Each score reached the destination by exactly one write the client saw answered; any
+    # other write of it is one whose answer the emulator withheld (repeating an upsert).
+    told = score_writes(confirmed(writes, lost))
+    assert set(told) == held_score_keys(district) and set(told.values()) == {1}, trial
+    assert not assignment_changes(writes, "PUT") and not assignment_changes(writes, "DELETE")
+    written = len(writes)
     final = sync_all(sqlite_store, settings)
     assert total(final, "created") == total(final, "updated") == 0
+    assert changes(district.powerschool.writes[written:]) == []
 
 
 def test_dry_run_writes_nothing_and_shows_the_plan(sqlite_store: Store, settings: Settings, district: District) -> None:

@@ -77,12 +77,32 @@ def test_properties(points: float, earned: float | None, missing: bool, excused:
 @given(points=st.floats(min_value=0, max_value=500, allow_nan=False),
        earned=st.lists(st.floats(min_value=0, max_value=1000, allow_nan=False), min_size=1, max_size=20))
 def test_converted_points_never_exceed_points_possible_plus_extra_credit(points: float, earned: list[float]) -> None:
+    """Seed 000: a sync sends "Points possible" and "Extra credit points", and points pass as
+    points ("Transfer of Assignment Grades": Points | Points). So every score sent is the
+    points earned, and the assignment must allow what the best student earned above points
+    possible: the bound is worked out here from the scores, not asked of the code."""
     from passback.pipeline.plan import extra_credit
 
     target = assignment(points=points)
     scores = [Score(assignment_id="1", student_id=str(i), score=e, graded=True) for i, e in enumerate(earned)]
-    allowance = extra_credit(target, scores, ())
+    allowance = round(max(0.0, round(max(earned), 4) - points), 4)  # points above points possible, by hand
     for source in scores:
         sent = convert_score(source, target)
         assert sent is not None and sent.points is not None
+        assert sent.points == round(source.score or 0.0, 4)  # Points | Points: unchanged
         assert sent.points <= round(points + allowance, 4) + 1e-9
+    assert extra_credit(target, scores, ()) == allowance  # what the destination is told to allow
+
+
+@pytest.mark.parametrize(("possible", "earned", "allowance"), [
+    (20.0, [18.0, 20.0], 0.0),  # nobody above points possible: no extra credit
+    (20.0, [21.5, 19.0], 1.5),  # the best score above points possible sets it
+    (0.0, [3.0], 3.0),  # a 0-point assignment (seed error 5's fix): everything is extra credit
+    (10.0, [], 0.0),  # nothing graded
+])
+def test_extra_credit_is_the_best_score_above_points_possible(possible: float, earned: list[float],
+                                                              allowance: float) -> None:
+    from passback.pipeline.plan import extra_credit
+
+    scores = [Score(assignment_id="1", student_id=str(i), score=e, graded=True) for i, e in enumerate(earned)]
+    assert extra_credit(assignment(points=possible), scores, ()) == allowance

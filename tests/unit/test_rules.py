@@ -6,18 +6,27 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from passback.connectors.powerschool.destination import CAPABILITIES
 from passback.model import AssignedTo, Assignment, Category, Term
+from passback.model.values import Capabilities, CategoryScope, IdAssignment, Placement
 from passback.rules.assignment_rules import AssignmentRuleContext, check_assignment
 from passback.rules.catalogue import CATALOGUE, by_seed_error
 
+# The limits are the seed's, written here, not read from the connector under test:
+SEED_TITLE_LIMIT = 30  # "Title is no more than 30 characters long."
+SEED_DESTINATION_NAME_LIMIT = 50  # error 9: "Value may not contain more than 50 character(s)."
+POWERTEACHER_PRO = Capabilities(  # PowerTeacher Pro as seed 000 describes it
+    placement=Placement.SPANS_SECTIONS, categories=CategoryScope.PER_SECTION, ids=IdAssignment.SERVER_ASSIGNED,
+    score_fields=frozenset({"points", "late", "exempt"}), name_max_length=SEED_DESTINATION_NAME_LIMIT,
+    requires_points_possible=True,  # error 5: "Score entry points is required"
+)
+TERM = Term(source_id="t", name="S1", start=date(2026, 8, 10), end=date(2026, 12, 18))
 CTX = AssignmentRuleContext(
-    term=Term(source_id="t", name="S1", start=date(2026, 8, 10), end=date(2026, 12, 18)),
+    term=TERM,
     categories={"g1": Category(source_id="g1", name="Homework", imported=True, destination_ref="77"),
                 "g2": Category(source_id="g2", name="Practice")},
     mapped_category_ids=frozenset({"g1"}),
-    capabilities=CAPABILITIES,
-    district_title_limit=30,
+    capabilities=POWERTEACHER_PRO,
+    district_title_limit=SEED_TITLE_LIMIT,
 )
 GOOD = Assignment(source_id="1", name="Homework 1", points_possible=10.0, category_id="g1",
                   due_at=datetime(2026, 9, 1, 5, tzinfo=UTC))
@@ -47,6 +56,33 @@ def test_valid_assignment_has_no_findings() -> None:
 )
 def test_each_requirement(changes: dict, expected: str) -> None:
     assert expected in codes(**changes)
+
+
+@pytest.mark.parametrize(("length", "expected"), [
+    (SEED_TITLE_LIMIT, []),  # "no more than 30": 30 is fine
+    (SEED_TITLE_LIMIT + 1, ["name-over-district-limit"]),
+    (SEED_DESTINATION_NAME_LIMIT, ["name-over-district-limit"]),  # PowerTeacher Pro takes it; the district does not
+    (SEED_DESTINATION_NAME_LIMIT + 1, ["name-over-destination-limit"]),
+])
+def test_name_limits_at_their_edges(length: int, expected: list[str]) -> None:
+    found = codes(name="x" * length)
+    assert [c for c in found if c.startswith("name-")][:1] == expected
+
+
+@pytest.mark.parametrize(("due", "inside"), [
+    (datetime(2026, 8, 10, 12, tzinfo=UTC), True),  # the term's first day
+    (datetime(2026, 12, 18, 12, tzinfo=UTC), True),  # its last day
+    (datetime(2026, 8, 9, 12, tzinfo=UTC), False),
+    (datetime(2026, 12, 19, 12, tzinfo=UTC), False),
+])
+def test_due_date_within_the_term_includes_both_ends(due: datetime, inside: bool) -> None:
+    assert ("due-date-outside-term" not in codes(due_at=due)) is inside
+
+
+def test_zero_points_possible_is_the_fix_for_none() -> None:
+    """Seed error 5's fix: "be out of 0 points instead of 'none'"."""
+    assert codes(points_possible=0.0) == []
+    assert codes(points_possible=None) == ["points-possible-none"]
 
 
 def test_sync_switch_off_is_a_skip_and_hides_other_findings() -> None:

@@ -25,10 +25,16 @@ Contract (canvas-lms ``lib/api.rb``, ``app/middleware/request_throttle.rb``,
   ``sis_source_id``, ``integration_data``), create/update assignments
   (``assignment[...]``), grade a submission (``submission[posted_grade]``,
   ``submission[excused]``, ``submission[late_policy_status]``), resubmit
-  (``POST .../submissions`` as the student).
+  (``POST .../submissions`` as the student). A letter posted to a ``letter_grade``
+  assignment is scored as Canvas's ``GradingStandard#grade_to_score`` does: the top band
+  is 100%, any other letter one point under the bottom of the band above it (a tenth of a
+  point where the bands are closer than that); a number posted is given the letter of its
+  band. The scheme is the assignment's grading standard, else the course's, else Canvas's
+  default.
 
 Control (never faulted or throttled): ``/_emulator/stats``, ``/_emulator/faults``,
-``/_emulator/throttle``, ``/_emulator/state``.
+``/_emulator/throttle``, ``/_emulator/state``, ``/_emulator/writes`` (every write the
+emulator accepted; in process ``app.state.writes``, and ``app.state.faults``).
 """
 
 from __future__ import annotations
@@ -53,6 +59,10 @@ from passback.emulators.state import StateFile
 
 NOT_FOUND = {"errors": [{"message": "The specified resource does not exist."}]}
 THROTTLED_BODY = "403 Forbidden (Rate Limit Exceeded)\n"
+DEFAULT_GRADING_SCHEME = (  # Canvas's default grading standard: a letter and the bottom of its band
+    ("A", 0.94), ("A-", 0.90), ("B+", 0.87), ("B", 0.84), ("B-", 0.80), ("C+", 0.77),
+    ("C", 0.74), ("C-", 0.70), ("D+", 0.67), ("D", 0.64), ("D-", 0.61), ("F", 0.0),
+)
 ASSIGNMENT_FIELDS = (
     "name", "description", "due_at", "unlock_at", "lock_at", "points_possible", "grading_type",
     "assignment_group_id", "post_to_sis", "published", "only_visible_to_overrides",
@@ -179,6 +189,16 @@ class CanvasEmulator:
             "late_policy_status": None, "points_deducted": None, "posted_at": None,
             "late": False, "missing": False, "seconds_late": 0, "submission_type": None,
         }
+
+    def grading_scheme(self, assignment: dict[str, Any]) -> list[tuple[str, float]]:
+        """The letters of the assignment's grading standard, highest band first."""
+        course = self.state["courses"].get(str(assignment["course_id"])) or {}
+        for standard_id in (assignment.get("grading_standard_id"), course.get("grading_standard_id")):
+            standard = self.state["grading_standards"].get(str(standard_id)) if standard_id else None
+            if standard is not None:
+                pairs = [(str(e["name"]), float(e["value"])) for e in standard["grading_scheme"]]
+                return sorted(pairs, key=lambda pair: -pair[1])
+        return list(DEFAULT_GRADING_SCHEME)
 
     def assignment_json(self, assignment: dict[str, Any], include: list[str], base: str) -> dict[str, Any]:
         body = {k: v for k, v in assignment.items() if k != "overrides"}
@@ -441,7 +461,10 @@ def create_app(
         submission = dict(emu.submission(row, user_id))
         if request.method == "PUT":
             params = (await _params(request)).get("submission") or {}
-            _grade(submission, row, params)
+            try:
+                _grade(submission, row, params, emu.grading_scheme(row))
+            except ValueError:
+                return JSONResponse({"errors": [{"message": "Invalid grade"}]}, status_code=400), 0
             emu.state["submissions"][f"{row['id']}:{user_id}"] = submission
         return JSONResponse(submission), 1
 
@@ -570,7 +593,7 @@ def create_app(
             throttle.buckets.clear()
         return JSONResponse(throttle.as_dict())
 
-    return emulator_app(
+    app = emulator_app(
         [courses, course, sections, enrollments, assignment_groups, assignment_group, assignments,
          assignment, grade, submit, bulk_submissions, grading_standards, sis_assignments],
         emulator=emu, faults=faults, state_file=store,
@@ -579,6 +602,8 @@ def create_app(
         throttled_response=(403, THROTTLED_BODY.encode(), {"content-type": "text/plain; charset=utf-8",
                                                            "x-rate-limit-remaining": "0.0"}),
     )
+    app.state.faults = faults
+    return app
 
 
 def _new_assignment(assignment_id: int, course_id: int, params: dict[str, Any]) -> dict[str, Any]:
@@ -611,7 +636,8 @@ def _apply_assignment(row: dict[str, Any], params: dict[str, Any]) -> None:
         row["overrides"] = params["assignment_overrides"]
 
 
-def _grade(submission: dict[str, Any], assignment: dict[str, Any], params: dict[str, Any]) -> None:
+def _grade(submission: dict[str, Any], assignment: dict[str, Any], params: dict[str, Any],
+           scheme: list[tuple[str, float]] | None = None) -> None:
     stamp = now_iso()
     if "excused" in params:
         excused = _bool(params["excused"])
@@ -631,7 +657,7 @@ def _grade(submission: dict[str, Any], assignment: dict[str, Any], params: dict[
                               workflow_state="submitted" if submission.get("submitted_at") else "unsubmitted",
                               graded_at=None)
         else:
-            score, grade = _score_from_posted(str(posted), assignment)
+            score, grade = _score_from_posted(str(posted), assignment, scheme or list(DEFAULT_GRADING_SCHEME))
             submission.update(score=score, grade=grade, entered_score=score, entered_grade=grade,
                               workflow_state="graded", graded_at=stamp, posted_at=stamp,
                               grade_matches_current_submission=True, excused=False)
@@ -639,13 +665,42 @@ def _grade(submission: dict[str, Any], assignment: dict[str, Any], params: dict[
                 submission["missing"] = False
 
 
-def _score_from_posted(posted: str, assignment: dict[str, Any]) -> tuple[float | None, str]:
+def letter_to_percent(letter: str, scheme: list[tuple[str, float]]) -> float | None:
+    """Canvas's ``GradingStandard#grade_to_score``: the percent a letter is given."""
+    names = [name.lower() for name, _ in scheme]
+    wanted = letter.strip().lower()
+    if wanted not in names:
+        return None
+    index = names.index(wanted)
+    if index == 0:
+        return 100.0
+    above = scheme[index - 1][1]
+    step = 1.0 if abs(scheme[index][1] - above) >= 0.01 else 0.1
+    return round(above * 100.0 - step, 4)
+
+
+def percent_to_letter(percent: float, scheme: list[tuple[str, float]]) -> str:
+    """Canvas's ``score_to_grade``: the highest band whose bottom the percent reaches, else the lowest."""
+    for name, bottom in scheme:
+        if percent >= bottom * 100.0:
+            return name
+    return scheme[-1][0]
+
+
+def _score_from_posted(posted: str, assignment: dict[str, Any],
+                       scheme: list[tuple[str, float]]) -> tuple[float | None, str]:
     possible = assignment.get("points_possible") or 0.0
     grading = assignment.get("grading_type")
     text = posted.strip()
     if grading == "pass_fail":
         complete = text.lower() in ("complete", "pass")
         return (possible if complete else 0.0), ("complete" if complete else "incomplete")
+    if grading == "letter_grade":
+        percent = letter_to_percent(text, scheme)
+        if percent is not None:
+            return round(percent / 100.0 * possible, 2), next(n for n, _ in scheme if n.lower() == text.lower())
+        score = (float(text.rstrip("%")) / 100.0 * possible) if text.endswith("%") else float(text)
+        return round(score, 2), percent_to_letter(score / possible * 100.0 if possible else 0.0, scheme)
     if text.endswith("%"):
         percent = float(text.rstrip("%"))
         return round(percent / 100.0 * possible, 2), f"{percent:g}%"

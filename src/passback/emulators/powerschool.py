@@ -56,7 +56,10 @@ Refusals (409 ``{"message": "Validation Failed", "errors": [{"resource", "field"
     "Unable to find com.pearson.powerschool.xte.model.AssignmentSection with id {asid}".
 
 Control (never faulted): ``GET /_emulator/stats``, ``GET|POST /_emulator/faults``,
-``GET /_emulator/state``.
+``GET /_emulator/state``, ``GET /_emulator/writes`` (every write the emulator accepted, for
+tests to count doubles on; in process: ``app.state.writes``, and ``app.state.faults``).
+What a person does in PowerTeacher Pro's own screens is a method of the emulator
+(:meth:`PowerSchoolEmulator.delete_by_hand`), never an API call: it is not in the log.
 """
 
 from __future__ import annotations
@@ -140,6 +143,14 @@ class PowerSchoolEmulator:
 
     def assignments_changed(self) -> None:
         self._index = None
+
+    def delete_by_hand(self, assignment_id: str) -> None:
+        """A teacher deletes an assignment in PowerTeacher Pro: its sections and scores go with it."""
+        assignment = self.state["assignments"].pop(str(assignment_id))
+        asids = {s["assignmentsectionid"] for s in assignment["_assignmentsections"]}
+        for key in [k for k in self.state["scores"] if int(k.split(":")[0]) in asids]:
+            del self.state["scores"][key]
+        self.assignments_changed()
 
     # --- assignment validation ----------------------------------------------------
     def validate_assignment(
@@ -627,4 +638,6 @@ def create_app(
         put_scores,
         lookup,
     ]
-    return emulator_app(routes, emulator=emu, faults=faults, state_file=store)
+    app = emulator_app(routes, emulator=emu, faults=faults, state_file=store)
+    app.state.faults = faults
+    return app

@@ -142,7 +142,7 @@ def local_due_date(assignment: Assignment, time_zone: str | None) -> date | None
         return None
     try:
         zone = ZoneInfo(time_zone) if time_zone else None
-    except ZoneInfoNotFoundError:
+    except (ZoneInfoNotFoundError, ValueError):  # not an IANA name (a Rails name, a path): the instant's UTC date
         zone = None
     return assignment.due_at.astimezone(zone).date() if zone else assignment.due_at.date()
 

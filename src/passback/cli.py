@@ -547,7 +547,7 @@ def _ctx(source: str, destination: str):  # type: ignore[no-untyped-def]
 def categories_import(course: str = CourseOpt, source: str = SourceOpt, destination: str = DestinationOpt,
                       json_out: bool = typer.Option(False, "--json")) -> None:
     """Create the destination's categories in the source course, named exactly, marked imported."""
-    report = _setup_call(import_categories(*_ctx(source, destination), course))
+    report = _setup_call(import_categories(*_ctx(source, destination), course, actor=os_user()))
     if json_out:
         _emit_json(report)
         return
@@ -579,7 +579,7 @@ def categories_map(course: str = CourseOpt, category: str = typer.Option(..., he
                    to: str = typer.Option(..., "--to", help="Destination category id."),
                    source: str = SourceOpt, destination: str = DestinationOpt) -> None:
     """Map a source category to a destination category (kept by id: renames do not break it)."""
-    mapping = _setup_call(map_category(*_ctx(source, destination), course, category, to))
+    mapping = _setup_call(map_category(*_ctx(source, destination), course, category, to, actor=os_user()))
     console.print(f"Mapped {mapping.source_category_name} -> {mapping.dest_category_name}. "
                   "A changed mapping takes effect on the next sync of the course.")
 
@@ -588,7 +588,7 @@ def categories_map(course: str = CourseOpt, category: str = typer.Option(..., he
 def categories_unmap(course: str = CourseOpt, category: str = typer.Option(..., help="Source category id."),
                      source: str = SourceOpt, destination: str = DestinationOpt) -> None:
     """Remove a category mapping."""
-    removed = _setup_call(unmap_category(*_ctx(source, destination), course, category))
+    removed = _setup_call(unmap_category(*_ctx(source, destination), course, category, actor=os_user()))
     console.print("Removed." if removed else "There was no such mapping.")
 
 
@@ -597,7 +597,7 @@ def link_cmd(course: str = CourseOpt, assignment: str = typer.Option(..., help="
              to: str = typer.Option(..., "--to", help="Existing destination assignment id."),
              source: str = SourceOpt, destination: str = DestinationOpt) -> None:
     """Send an assignment to an existing destination assignment instead of creating one."""
-    linked = _setup_call(link_assignment(*_ctx(source, destination), course, assignment, to))
+    linked = _setup_call(link_assignment(*_ctx(source, destination), course, assignment, to, actor=os_user()))
     console.print(f"Linked assignment {assignment} to destination assignment {to} ({linked['name']}); "
                   "the next sync brings it up to date.")
 
@@ -606,7 +606,7 @@ def link_cmd(course: str = CourseOpt, assignment: str = typer.Option(..., help="
 def unlink_cmd(course: str = CourseOpt, assignment: str = typer.Option(..., help="Source assignment id."),
                source: str = SourceOpt, destination: str = DestinationOpt) -> None:
     """Forget an assignment's link; the next sync creates a new destination assignment."""
-    had = _setup_call(unlink_assignment(*_ctx(source, destination), course, assignment))
+    had = _setup_call(unlink_assignment(*_ctx(source, destination), course, assignment, actor=os_user()))
     console.print("Unlinked." if had else "The assignment had no link.")
 
 
@@ -618,7 +618,7 @@ def switch_cmd(state: str = typer.Argument(..., help="on or off"), course: str =
     if state not in ("on", "off"):
         err.print("error: say on or off.")
         raise typer.Exit(2)
-    where = _setup_call(set_switch(*_ctx(source, destination), course, assignment, state == "on"))
+    where = _setup_call(set_switch(*_ctx(source, destination), course, assignment, state == "on", actor=os_user()))
     console.print(f"Sync is {state} for assignment {assignment} (kept in the {where}).")
 
 
@@ -667,7 +667,7 @@ def fix_cmd(course: str = CourseOpt, source: str = SourceOpt, destination: str =
     if json_out and not yes and readiness.fixes:
         err.print("error: with --json, confirm with --yes (nothing was changed).")
         raise typer.Exit(2)
-    done = _setup_call(apply_fixes(store, settings, route, course, chosen)) if chosen else []
+    done = _setup_call(apply_fixes(store, settings, route, course, chosen, actor=os_user())) if chosen else []
     if json_out:
         _emit_json({"applied": done, "offered": len(readiness.fixes)})
         return

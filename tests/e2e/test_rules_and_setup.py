@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from passback.store.identity import Pairing
+from passback.store.setup_log import list_setup_changes
 from typer.testing import CliRunner
 
 from passback.cli import app
@@ -215,7 +218,10 @@ def test_drift_propagation_links_and_release(driver: Driver, env: tuple[Store, S
     # C3: link to an existing destination assignment; deleting it there releases the link.
     manual = add_manual_ps_assignment(driver, "Manual Project", "2026-11-02", ps_categories["Quizzes"])
     project = driver.add_assignment("Project Link", date(2026, 11, 2), 10.0, quizzes, grade=5.0)
-    asyncio.run(link_assignment(store, settings, ROUTE, driver.course_id, project, str(manual)))
+    asyncio.run(link_assignment(store, settings, ROUTE, driver.course_id, project, str(manual), actor="ms.rivera"))
+    changes = list_setup_changes(store, _pairing(store, settings), driver.course_id)
+    assert {"actor": "ms.rivera", "action": "link_assignment",
+            "detail": {"assignment_id": project, "dest_assignment_id": str(manual)}}.items() <= changes[-1].items()
     linked = sync(store, settings, driver)
     assert str(manual) in driver.powerschool.state["assignments"]
     assert "Project Link" in ps_assignments(driver) and "Manual Project" not in ps_assignments(driver)
@@ -278,3 +284,9 @@ def test_a_deleted_or_unmapped_category_is_reported_with_its_fix(driver: Driver,
     problem = next(p for p in report["problems"] if p["source_category_id"] == practice)
     assert problem["problem"] == "mapped, but deleted in the source"
     assert f"passback categories unmap --course {driver.course_id} --category {practice}" in problem["fix"]
+
+
+def _pairing(store: Store, settings: Settings) -> Pairing:
+    from passback.services.connections import load
+
+    return Pairing(load(store, settings, ROUTE.source).id, load(store, settings, ROUTE.destination).id)

@@ -25,6 +25,7 @@ from passback.services.matching import read_matched, unmatched
 from passback.services.runs import run_options
 from passback.settings import Settings
 from passback.store.db import Store
+from passback.store.setup_log import record_setup_change
 from passback.store.identity import SYNCED, IdentityRow, delete_identities, load_identities, upsert_identities
 from passback.store.setup import CategoryMapping, delete_mapping, load_mappings, save_mapping, save_switch
 
@@ -55,7 +56,8 @@ def _dest_categories(context: DestinationContext) -> dict[str, Any]:
 # --- categories (C1, C2) -----------------------------------------------------------------
 
 
-async def import_categories(store: Store, settings: Settings, route: Route, course_id: str) -> list[dict[str, str]]:
+async def import_categories(store: Store, settings: Settings, route: Route, course_id: str, *,
+                            actor: str = "cli") -> list[dict[str, str]]:
     """Create, in the source course, every destination category it lacks: named exactly,
     marked imported. Existing imported groups are left alone, renamed or not."""
     async with open_route(store, settings, route) as opened:
@@ -79,12 +81,14 @@ async def import_categories(store: Store, settings: Settings, route: Route, cour
                 continue
             new_id = await opened.source.create_category(course_id, category.name, dest_id)
             save_mapping(store, opened.pairing, course_id, CategoryMapping(new_id, category.name, dest_id, category.name))
+            _changed(store, opened, course_id, "import_category", actor, source_category_id=new_id,
+                     dest_category_id=dest_id, name=category.name)
             report.append({"category": category.name, "status": "imported", "source_category_id": new_id})
         return report
 
 
 async def map_category(store: Store, settings: Settings, route: Route, course_id: str,
-                       source_category_id: str, dest_category_id: str) -> CategoryMapping:
+                       source_category_id: str, dest_category_id: str, *, actor: str = "cli") -> CategoryMapping:
     async with open_route(store, settings, route) as opened:
         snapshot, context = await _read_both(store, opened, course_id)
         source = next((c for c in snapshot.categories if c.source_id == source_category_id), None)
@@ -99,13 +103,18 @@ async def map_category(store: Store, settings: Settings, route: Route, course_id
                 f"course {course_id}; choose one of: {names}.")
         mapping = CategoryMapping(source.source_id, source.name, dest_category_id, valid[dest_category_id].name)
         save_mapping(store, opened.pairing, course_id, mapping)
+        _changed(store, opened, course_id, "map_category", actor, source_category_id=source.source_id,
+                 dest_category_id=dest_category_id)
         return mapping
 
 
 async def unmap_category(store: Store, settings: Settings, route: Route, course_id: str,
-                         source_category_id: str) -> bool:
+                         source_category_id: str, *, actor: str = "cli") -> bool:
     async with open_route(store, settings, route) as opened:
-        return delete_mapping(store, opened.pairing, course_id, source_category_id)
+        removed = delete_mapping(store, opened.pairing, course_id, source_category_id)
+        if removed:
+            _changed(store, opened, course_id, "unmap_category", actor, source_category_id=source_category_id)
+        return removed
 
 
 async def list_categories(store: Store, settings: Settings, route: Route, course_id: str) -> dict[str, Any]:
@@ -151,7 +160,7 @@ async def list_categories(store: Store, settings: Settings, route: Route, course
 
 
 async def link_assignment(store: Store, settings: Settings, route: Route, course_id: str,
-                          assignment_id: str, dest_assignment_id: str) -> dict[str, Any]:
+                          assignment_id: str, dest_assignment_id: str, *, actor: str = "cli") -> dict[str, Any]:
     """Send this assignment to an existing destination assignment instead of a new one."""
     async with open_route(store, settings, route) as opened:
         snapshot, context = await _read_both(store, opened, course_id)
@@ -173,17 +182,26 @@ async def link_assignment(store: Store, settings: Settings, route: Route, course
             {"section_assignment_ids": existing.section_assignment_ids}, SYNCED,
             natural_key={"origin": "linked", "linked_at": datetime.now(UTC).isoformat()},
         ))
+        _changed(store, opened, course_id, "link_assignment", actor, assignment_id=assignment_id,
+                 dest_assignment_id=dest_assignment_id)
         return {"assignment_id": assignment_id, "linked_to": dest_assignment_id, "name": existing.name}
 
 
 async def unlink_assignment(store: Store, settings: Settings, route: Route, course_id: str,
-                            assignment_id: str) -> bool:
+                            assignment_id: str, *, actor: str = "cli") -> bool:
     """Forget where this assignment went (the destination keeps what it holds)."""
     async with open_route(store, settings, route) as opened:
         key = assignment_key(course_id, assignment_id)
         had = (ASSIGNMENT, key) in load_identities(store, opened.pairing, (ASSIGNMENT,), key)
         _relink(store, opened, key, None)
+        if had:
+            _changed(store, opened, course_id, "unlink_assignment", actor, assignment_id=assignment_id)
         return had
+
+
+def _changed(store: Store, opened: OpenRoute, course_id: str, action: str, actor: str, **detail: Any) -> None:
+    """Keep who changed the course's setup, and what (ids and names only)."""
+    record_setup_change(store, opened.pairing, course_id, action, actor, detail)
 
 
 def _relink(store: Store, opened: OpenRoute, key: str, row: IdentityRow | None) -> None:
@@ -195,14 +213,17 @@ def _relink(store: Store, opened: OpenRoute, key: str, row: IdentityRow | None) 
 
 
 async def set_switch(store: Store, settings: Settings, route: Route, course_id: str, assignment_id: str,
-                     on: bool) -> str:
+                     on: bool, *, actor: str = "cli") -> str:
     """Turn "sync to SIS" on or off: in the source where it has the switch, else in passback."""
     async with open_route(store, settings, route) as opened:
         if opened.source.has_sync_switch:
             await opened.source.update_assignment(course_id, assignment_id, AssignmentChanges(sync=on))
-            return "source"
-        save_switch(store, opened.pairing.source_connection_id, course_id, assignment_id, on)
-        return "passback"
+            where = "source"
+        else:
+            save_switch(store, opened.pairing.source_connection_id, course_id, assignment_id, on)
+            where = "passback"
+        _changed(store, opened, course_id, "switch", actor, assignment_id=assignment_id, on=on, kept_in=where)
+        return where
 
 
 # --- readiness (B4) --------------------------------------------------------------------------
@@ -256,7 +277,7 @@ async def _readiness(store: Store, settings: Settings, opened: OpenRoute, course
 
 
 async def apply_fixes(store: Store, settings: Settings, route: Route, course_id: str,
-                      fixes: list[Fix]) -> list[dict[str, str]]:
+                      fixes: list[Fix], *, actor: str = "cli") -> list[dict[str, str]]:
     async with open_route(store, settings, route) as opened:
         done = []
         for fix in fixes:
@@ -265,6 +286,8 @@ async def apply_fixes(store: Store, settings: Settings, route: Route, course_id:
                 save_switch(store, opened.pairing.source_connection_id, course_id, fix.assignment_id, changes.sync)
                 changes = AssignmentChanges(changes.name, changes.points_possible, changes.category_id, None)
             await opened.source.update_assignment(course_id, fix.assignment_id, changes)
+            _changed(store, opened, course_id, "fix", actor, assignment_id=fix.assignment_id, code=fix.code,
+                     applied=fix.changes.described())
             done.append({"assignment_id": fix.assignment_id, "applied": fix.changes.described()})
         return done
 

@@ -20,6 +20,7 @@ from passback.store.tables import (
     match_overrides,
     match_rules,
     runs,
+    setup_changes,
 )
 from passback.vault import decrypt, encrypt
 
@@ -139,7 +140,7 @@ def remove_connection(store: Store, name: str) -> None:
             raise Conflict(
                 f"Connection {name!r} has run history ({used} run(s)), which is kept and names it, so it cannot "
                 "be removed. To change its URL or credentials, save over it with `passback connect ... --replace`.")
-        for table in (identity_map, category_mappings, match_rules, match_overrides):
+        for table in (identity_map, category_mappings, match_rules, match_overrides, setup_changes):
             db.execute(table.delete().where(sa.or_(table.c.source_connection_id == found,
                                                    table.c.destination_connection_id == found)))
         db.execute(assignment_switches.delete().where(assignment_switches.c.source_connection_id == found))

@@ -215,3 +215,17 @@ match_overrides = sa.Table(
         name="uq_match_overrides_key",
     ),
 )
+
+setup_changes = sa.Table(
+    "setup_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("source_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False),
+    sa.Column("destination_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False),
+    sa.Column("course_id", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Index("ix_setup_changes_course", "source_connection_id", "course_id"),
+)

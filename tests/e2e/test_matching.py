@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,7 @@ from passback.pipeline.plan import Scope
 from passback.services.matching import make_rule, set_rule
 from passback.services.runs import Route, sync_courses
 from passback.services.setup import check_course
-from passback.settings import Settings, get_settings
-from passback.store import open_store
+from passback.settings import Settings
 from passback.store.connections import save_connection
 from passback.store.db import Store
 from passback.store.history import get_run_items
@@ -110,17 +108,6 @@ def test_rules_match_prefixed_sections_and_students(store: Store, settings: Sett
 
     again = sync(store, settings)
     assert total(again, "created") == total(again, "updated") == total(again, "deleted") == 0
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Store, Settings]]:
-    monkeypatch.setenv("PASSBACK_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    settings = get_settings()
-    store = open_store(settings)
-    yield store, settings
-    store.dispose()
-    get_settings.cache_clear()
 
 
 def passback(*args: str, code: int = 0) -> str:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +19,8 @@ from typer.testing import CliRunner
 from passback.cli import app
 from passback.pipeline.plan import Scope
 from passback.services.runs import Route, sync_courses
-from passback.settings import Settings, get_settings
+from passback.settings import Settings
 from passback.services.setup import link_assignment, list_categories, map_category, set_switch
-from passback.store import open_store
 from passback.store.db import Store
 from tests.e2e.drivers import CanvasDriver, Driver, SchoologyDriver
 
@@ -36,17 +33,6 @@ def driver(request: pytest.FixtureRequest) -> Driver:
     if request.param == "canvas":
         return CanvasDriver(request.getfixturevalue("district"))
     return SchoologyDriver(request.getfixturevalue("schoology_district"))
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Store, Settings]]:
-    monkeypatch.setenv("PASSBACK_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    settings = get_settings()
-    store = open_store(settings)
-    yield store, settings
-    store.dispose()
-    get_settings.cache_clear()
 
 
 def sync(store: Store, settings: Settings, driver: Driver, **kwargs: Any) -> Any:

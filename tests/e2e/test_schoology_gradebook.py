@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,25 +17,13 @@ from passback.emulators.schoology import add_grade_item
 from passback.pipeline.plan import Scope
 from passback.services.runs import Route, sync_courses
 from passback.services.setup import map_category
-from passback.settings import Settings, get_settings
+from passback.settings import Settings
 from passback.store.history import get_run_items
-from passback.store import open_store
 from passback.store.db import Store
 from tests.conftest import SchoologyDistrict
 from tests.e2e.drivers import SchoologyDriver
 
 ROUTE = Route("lms", "sis")
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Store, Settings]]:
-    monkeypatch.setenv("PASSBACK_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    settings = get_settings()
-    store = open_store(settings)
-    yield store, settings
-    store.dispose()
-    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -61,6 +61,7 @@ from passback.rules.edfi_rules import (
 from passback.rules.findings import Finding
 from passback.model.posted_rows import PostedExport
 from passback.pipeline.edfi_sending import BATCH, GRADE, RESOURCE, GradePlan, GradeSender, Write
+from passback.pipeline.record import Recorder
 from passback.store.db import Store
 from passback.store.events import (
     ASSOCIATION_CHANGED,
@@ -370,10 +371,11 @@ def _plan_writes(plan: GradePlan, posted_id: str, wanted: Wanted, held: list[Ide
     if removals and not prefs.enabled:
         plan.hold(posted_id, digest)
         plan.items.append(_item(posted_id, "skipped", Finding("edfi-resource-off", {
-            "detail": "a delete waits for a resync with the resource on"})))
+            "detail": "a delete waits until the resource is on again"})))
         return
     for row in removals:
         plan.writes.append(Write(posted_id, row.source_id, "delete", old_id=row.dest_id))
+    held_back = False  # a change not sent while the resource is off stays pending, to go once it is on
     for key, (record, body) in wanted.items():
         value_hash = record_hash(body)
         current = held_by_key.get(key)
@@ -382,12 +384,16 @@ def _plan_writes(plan: GradePlan, posted_id: str, wanted: Wanted, held: list[Ide
             continue
         if not prefs.enabled:
             plan.items.append(_item(posted_id, "skipped", Finding("edfi-resource-off", {
-                "detail": "nothing new is sent while the resource is off"})))
+                "detail": "nothing new is sent while the resource is off; it is sent once the resource is on"})))
+            held_back = True
             continue
         replace = current is not None and current.dest_id and tuple(current.natural_key or ()) != natural_key(record)
         plan.writes.append(Write(posted_id, key, "replace" if replace else "post", record, body,
                                  old_id=current.dest_id if replace and current else None, value_hash=value_hash))
-    plan.done_posted[posted_id] = digest
+    if held_back:
+        plan.hold(posted_id, digest)
+    else:
+        plan.done_posted[posted_id] = digest
 
 
 def _item(posted_id: str, outcome: str, finding: Finding) -> ItemOutcome:
@@ -622,7 +628,7 @@ class StateReporter:
         by_id = export.grades(affected) if ctx.request.resync else None  # otherwise parsed a chunk at a time
         ods = Referenced(reference.periods(), reference.associations())
         if by_id is not None:
-            ctx.recorder.count("deleted", await self._sweep(grade_rows, by_id, ods))
+            ctx.recorder.count("deleted", await self._sweep(grade_rows, by_id, ods, ctx.recorder))
             grade_rows = load_identities(self.store, self.pairing, (GRADE,))
         held = held_by_posted(grade_rows)
         clock = time.perf_counter()
@@ -679,7 +685,7 @@ class StateReporter:
                               [IdentityRow(PREFS, RESOURCE, None, preferences_hash(self.prefs), None)])
 
     async def _sweep(self, grade_rows: dict[tuple[str, str], IdentityRow], by_id: dict[str, PostedGrade],
-                     ods: Referenced) -> int:
+                     ods: Referenced, recorder: Recorder) -> int:
         """Resync: forget identity rows the ODS lost; delete ODS grades nobody knows."""
         in_ods = await self.ods.list_records(RESOURCE)
         ods_ids = {r["id"] for r in in_ods}
@@ -692,8 +698,22 @@ class StateReporter:
             delete_identities(db, self.pairing, lost)
         if not self.prefs.enabled:
             return 0
-        answers = await asyncio.gather(*(self.ods.delete(RESOURCE, record_id) for record_id in orphans))
-        return sum(1 for a in answers if a.status in (204, 404))
+        answers = await asyncio.gather(*(self.ods.delete(RESOURCE, record_id) for record_id in orphans),
+                                       return_exceptions=True)
+        deleted = 0
+        for record_id, answer in zip(orphans, answers, strict=True):
+            if isinstance(answer, BaseException):  # no answer after every retry: said, and tried again next resync
+                if not isinstance(answer, Exception):
+                    raise answer
+                recorder.add_one(_item(f"orphan:{record_id}", "error", Finding("destination-unreachable", {
+                    "detail": f"DELETE of ODS grade {record_id}, which nobody sent: {answer}"})))
+            elif answer.status in (204, 404):
+                deleted += 1
+            else:
+                recorder.add_one(_item(f"orphan:{record_id}", "error", Finding("destination-rejected", {
+                    "detail": f"DELETE of ODS grade {record_id}, which nobody sent: HTTP {answer.status} "
+                              f"{answer.detail}"})))
+        return deleted
 
     def _finish_events(self, queue: list[Event], plan: GradePlan, failed: set[str]) -> None:
         """Mark done the events of the grades now as wanted; the others stay, or get a retry event."""

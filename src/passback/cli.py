@@ -617,7 +617,7 @@ def switch_cmd(state: str = typer.Argument(..., help="on or off"), course: str =
     """Turn an assignment's sync switch on or off."""
     if state not in ("on", "off"):
         err.print("error: say on or off.")
-        raise typer.Exit(2)
+        raise typer.Exit(COULD_NOT_RUN)
     where = _setup_call(set_switch(*_ctx(source, destination), course, assignment, state == "on", actor=os_user()))
     console.print(f"Sync is {state} for assignment {assignment} (kept in the {where}).")
 
@@ -666,7 +666,7 @@ def fix_cmd(course: str = CourseOpt, source: str = SourceOpt, destination: str =
             chosen.append(fix)
     if json_out and not yes and readiness.fixes:
         err.print("error: with --json, confirm with --yes (nothing was changed).")
-        raise typer.Exit(2)
+        raise typer.Exit(COULD_NOT_RUN)
     done = _setup_call(apply_fixes(store, settings, route, course, chosen, actor=os_user())) if chosen else []
     if json_out:
         _emit_json({"applied": done, "offered": len(readiness.fixes)})
@@ -858,7 +858,7 @@ def edfi_toggle(state: str = typer.Argument(..., help="on or off"), destination:
     """The Grades resource toggle: off keeps what was sent and sends nothing new."""
     if state not in ("on", "off"):
         err.print("error: say on or off.")
-        raise typer.Exit(2)
+        raise typer.Exit(COULD_NOT_RUN)
     settings = get_settings()
     with _friendly_errors():
         done = state_service.toggle(open_store(settings), settings, destination, state == "on")

@@ -95,7 +95,7 @@ def test_check_then_fix_makes_the_course_ready(data_dir: Path) -> None:
     assert all(a["findings"][0]["fix"] for a in blocked.values())
     assert len(before["fixes"]) == 3
     refused = passback(data_dir, "fix", "--course", "101", "--json", check=False)
-    assert refused.returncode == 2  # a script must say --yes
+    assert refused.returncode == 1  # a script must say --yes: it could not run as asked
     fixed = json.loads(passback(data_dir, "fix", "--course", "101", "--yes", "--json").stdout)
     assert len(fixed["applied"]) == 3
     after = json.loads(passback(data_dir, "check", "--course", "101", "--json").stdout)

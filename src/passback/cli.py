@@ -48,7 +48,7 @@ from passback.services.views import (
 )
 from passback.settings import Settings, get_settings
 from passback.store import open_store
-from passback.store.connections import list_connections, update_settings
+from passback.store.connections import list_connections
 from passback.store.history import OUTCOMES
 from passback.services.setup import (
     apply_fixes,
@@ -181,16 +181,6 @@ def sandbox_reset(
     console.print("The sandbox district was generated afresh; run `passback demo` or `passback sandbox up`.")
 
 
-def _use_sample_preferences(store: Any, name: str) -> None:
-    """The sandbox ODS's grading tasks, periods, grade codes and year, mapped as a district would."""
-    from passback.sandbox.edfi_district import default_preferences
-
-    prefs = default_preferences()
-    update_settings(store, name, {"grades": {
-        "grade_types": prefs.grade_types, "grading_periods": {k: list(v) for k, v in prefs.grading_periods.items()},
-        "state_codes": prefs.state_codes, "school_years": sorted(prefs.school_years)}})
-
-
 def _save_sandbox_connections(settings: Settings, info: SandboxInfo, sandbox: Sandbox) -> dict[str, str]:
     """A connection to each emulator served, named as the README's commands expect; name -> kind."""
     store = open_store(settings)
@@ -210,7 +200,9 @@ def _save_sandbox_connections(settings: Settings, info: SandboxInfo, sandbox: Sa
     for name, (kind, url, credentials) in wanted.items():
         connection_service.save(store, settings, name=name, kind=kind, url=url, credentials=credentials, replace=True)
     if "edfi" in info.systems:
-        _use_sample_preferences(store, "state-edfi")
+        from passback.sandbox.edfi_district import default_preferences
+
+        state_service.adopt_preferences(store, "state-edfi", default_preferences())
     store.dispose()
     return {name: kind for name, (kind, _, _) in wanted.items()}
 

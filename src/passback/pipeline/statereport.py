@@ -117,6 +117,15 @@ def preferences_from(settings: dict[str, Any]) -> EdFiPreferences:
     )
 
 
+def preferences_settings(prefs: EdFiPreferences) -> dict[str, Any]:
+    """The preferences as a connection's settings keep them: what :func:`preferences_from` reads back."""
+    stored = {k: v for k, v in preferences_mapping(prefs).items() if k != "not_final_tasks"}
+    stored["enabled"] = prefs.enabled
+    if prefs.not_final_tasks:
+        stored["tasks"] = {task: {"final": False} for task in sorted(prefs.not_final_tasks)}
+    return stored
+
+
 def preferences_mapping(prefs: EdFiPreferences) -> dict[str, Any]:
     """Every mapping of the preferences (not the toggle), as plain values; new kinds only when set,
     so a store written before they existed sees no change."""

@@ -25,6 +25,7 @@ from passback.pipeline.statereport import (
     PREFS,
     StateReporter,
     preferences_from,
+    preferences_settings,
     preferences_hash,
     preferences_mapping,
 )
@@ -109,6 +110,11 @@ def map_subject(store: Store, settings: Settings, destination: str, code: str, d
         raise StateReportingError(f"{code!r} is not a SCED subject area code; they are numeric (e.g. 02).")
     return change_preferences(store, settings, destination,
                               {"subject_descriptors": {sced: check_descriptor(descriptor)}})
+
+
+def adopt_preferences(store: Store, destination: str, prefs: EdFiPreferences) -> None:
+    """Replace the Ed-Fi connection's Grades preferences with ``prefs`` (the sandbox's sample ones)."""
+    update_settings(store, destination, {"grades": preferences_settings(prefs)})
 
 
 def change_preferences(store: Store, settings: Settings, destination: str, change: dict[str, Any]) -> dict[str, Any]:

@@ -21,10 +21,14 @@ def marks(db: sa.Connection, count: int) -> str:
 
 
 def now_value(db: sa.Connection) -> Any:
-    now = datetime.now(UTC)
-    if db.dialect.name == "sqlite":  # the text form SQLAlchemy itself stores and parses back
-        return now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return now
+    return timestamp_value(db, datetime.now(UTC))
+
+
+def timestamp_value(db: sa.Connection, value: datetime) -> Any:
+    """A timestamp for raw SQL, as SQLAlchemy itself stores it (text on SQLite) and parses it back."""
+    if db.dialect.name == "sqlite":
+        return value.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
 
 
 def json_value(db: sa.Connection, value: Any) -> Any:

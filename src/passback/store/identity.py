@@ -84,12 +84,14 @@ def load_identities(
     }
 
 
-UPSERT_SQL = (
+INSERT_SQL = (
     "INSERT INTO identity_map (source_connection_id, destination_connection_id, object_kind, source_id, dest_id, "
     "value_hash, value, state, natural_key, updated_at) VALUES ({marks}) "
-    "ON CONFLICT (source_connection_id, destination_connection_id, object_kind, source_id) DO UPDATE SET "
-    "dest_id = excluded.dest_id, value_hash = excluded.value_hash, value = excluded.value, state = excluded.state, "
-    "natural_key = excluded.natural_key, updated_at = excluded.updated_at"
+    "ON CONFLICT (source_connection_id, destination_connection_id, object_kind, source_id) "
+)
+UPSERT_SQL = INSERT_SQL + (
+    "DO UPDATE SET dest_id = excluded.dest_id, value_hash = excluded.value_hash, value = excluded.value, "
+    "state = excluded.state, natural_key = excluded.natural_key, updated_at = excluded.updated_at"
 )
 
 
@@ -166,10 +168,8 @@ def claim_identity(db: sa.Connection, store: Store, pairing: Pairing, row: Ident
     """
     source, dest = pairing.source_connection_id, pairing.destination_connection_id
     if seen is None:
-        insert = UPSERT_SQL.split(" ON CONFLICT")[0].format(marks=bulk.marks(db, 10))
         result = db.exec_driver_sql(
-            insert + " ON CONFLICT (source_connection_id, destination_connection_id, object_kind, source_id) "
-            "DO NOTHING",
+            INSERT_SQL.format(marks=bulk.marks(db, 10)) + "DO NOTHING",
             (source, dest, row.object_kind, row.source_id, row.dest_id, row.value_hash,
              bulk.json_value(db, row.value), row.state, bulk.json_value(db, row.natural_key), bulk.now_value(db)))
         return bool(result.rowcount)

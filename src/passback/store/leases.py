@@ -64,7 +64,8 @@ def _try_take(store: Store, key: str, *, actor: str, run_id: str | None, ttl: fl
         inserted = db.exec_driver_sql(
             f"INSERT INTO leases (key, holder, run_id, actor, since, expires_at) VALUES ({bulk.marks(db, 6)}) "
             "ON CONFLICT (key) DO NOTHING",
-            (key, mine.holder, run_id, mine.actor, _stored(db, mine.since), _stored(db, mine.expires_at)))
+            (key, mine.holder, run_id, mine.actor, bulk.timestamp_value(db, mine.since),
+             bulk.timestamp_value(db, mine.expires_at)))
         if inserted.rowcount:
             return Taken(mine)
         row = db.execute(sa.select(leases).where(leases.c.key == key).with_for_update()).first()
@@ -104,10 +105,3 @@ def live_run_ids(store: Store) -> set[str]:
         rows = db.execute(sa.select(leases.c.run_id).where(leases.c.expires_at > datetime.now(UTC),
                                                            leases.c.run_id.is_not(None))).all()
     return {row.run_id for row in rows}
-
-
-def _stored(db: sa.Connection, value: datetime) -> object:
-    """A timestamp as SQLAlchemy itself stores it on this database (text on SQLite)."""
-    if db.dialect.name == "sqlite":
-        return value.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return value

@@ -31,6 +31,7 @@ from passback.sandbox.control import EDFI_KEY, EDFI_SECRET, SCHOOLOGY_KEY, SCHOO
 from passback.sandbox.control import SYSTEMS as SANDBOX_SYSTEMS
 from passback.sandbox.district import DistrictShape
 from passback.services import connections as connection_service
+from passback.services import district as district_service
 from passback.services import matching as matching_service
 from passback.services import statereport as state_service
 from passback.services.connections import Route
@@ -162,6 +163,29 @@ def sandbox_up(
                       "`passback edfi sync --dry-run`.")
 
 
+@sandbox_app.command("lti")
+def sandbox_lti(url: str = typer.Option("http://127.0.0.1:8000", help="Where `passback serve` listens."),
+                json_out: bool = typer.Option(False, "--json")) -> None:
+    """Register passback as an LTI 1.3 tool in the sandbox's Canvas, and that Canvas as a platform here."""
+    from passback.sandbox.lti import connect_lti
+
+    settings = get_settings()
+    sandbox = Sandbox(settings.ensure_data_dir())
+    info = sandbox.load()
+    if info is None or "canvas" not in info.systems or not sandbox.running(info, ("canvas",)):
+        err.print("error: the sandbox's Canvas is not running; start it with `passback sandbox up`.")
+        raise typer.Exit(COULD_NOT_RUN)
+    with _friendly_errors():
+        wired = connect_lti(open_store(settings), settings, canvas_url=info.url("canvas"), passback_url=url)
+    if json_out:
+        _emit_json({k: v for k, v in wired.items() if k != "platform"})
+        return
+    console.print(f"Canvas's developer key {wired['client_id']} (deployment {wired['deployment_id']}) launches {url}.")
+    console.print("Open Grade Sync from a course's navigation, as its teacher:")
+    for launch in wired["launches"]:
+        console.print(f"  {launch['login']} ({launch['role']}), course {launch['course_id']}: {launch['url']}")
+
+
 @sandbox_app.command("down")
 def sandbox_down() -> None:
     """Stop the emulators; their data stays for the next `sandbox up`."""
@@ -203,6 +227,9 @@ def _save_sandbox_connections(settings: Settings, info: SandboxInfo, sandbox: Sa
         from passback.sandbox.edfi_district import default_preferences
 
         state_service.adopt_preferences(store, "state-edfi", default_preferences())
+    if SANDBOX_DESTINATION in wanted:  # the web's course pages need to know where each source's grades go
+        sources = [name for name in (SANDBOX_SOURCE, "sandbox-schoology") if name in wanted]
+        district_service.add_routes(store, settings, [(name, SANDBOX_DESTINATION) for name in sources], actor="sandbox")
     store.dispose()
     return {name: kind for name, (kind, _, _) in wanted.items()}
 
@@ -498,6 +525,100 @@ def runs_show(
             console.print(f"    fix:     {sample['fix']}")
     if grouped:
         console.print(f"Every skipped item: passback runs show {found['id'][:8]} --outcome skipped")
+
+
+# --- users of the web product ----------------------------------------------------------------------
+
+users_app = typer.Typer(no_args_is_help=True,
+                        help="People who sign in to the web product: add them, list them, API tokens, courses.")
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(
+    username: str = typer.Argument(..., help="The name to sign in with."),
+    admin: bool = typer.Option(False, "--admin", help="A district admin: every course, the district's settings."),
+    name: str = typer.Option(None, "--name", help="The name shown (default: the username)."),
+    password_env: str = typer.Option(None, "--password-env", metavar="VAR",
+                                     help="Read the password from this variable (else it is asked for, twice)."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Add a user who signs in with a password of at least 12 characters."""
+    from passback.services import accounts as account_service
+
+    with _friendly_errors():
+        store = open_store(get_settings())
+        if account_service.get_user_by_username(store, username) is not None:  # say so before asking for a password
+            raise account_service.UsernameTaken(f"A user named {username!r} exists already; choose another username.")
+        password = _secret(None, password_env, "--password-env") if password_env else \
+            typer.prompt("Password (12 characters or more)", hide_input=True, confirmation_prompt=True, err=True)
+        user = account_service.add_user(store, username=username, display_name=name, password=password, is_admin=admin)
+    if json_out:
+        _emit_json(user)
+        return
+    console.print(f"Added user {escape(user['username'])}" + (" (admin)" if user["is_admin"] else "") + ".")
+
+
+@users_app.command("list")
+def users_list(json_out: bool = typer.Option(False, "--json")) -> None:
+    """Every user (never a password or its hash)."""
+    from passback.services import accounts as account_service
+
+    with _friendly_errors():
+        rows = account_service.list_users(open_store(get_settings()))
+    if json_out:
+        _emit_json(rows)
+        return
+    table = Table("username", "name", "admin", "password", "LTI", "disabled", "created")
+    for row in rows:
+        table.add_row(escape(row["username"]), escape(row["display_name"]), "yes" if row["is_admin"] else "",
+                      "set" if row["has_password"] else "", escape(row["lti_issuer"] or ""),
+                      "yes" if row["disabled"] else "", f"{row['created_at']:%Y-%m-%d}")
+    console.print(table)
+
+
+@users_app.command("token")
+def users_token(
+    username: str = typer.Argument(..., help="The user the token acts as."),
+    name: str = typer.Option(..., "--name", help="What uses the token, e.g. nightly-export."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Issue an API token for scripts; it is printed this once (passback keeps only its hash)."""
+    from passback.services import accounts as account_service
+
+    with _friendly_errors():
+        store = open_store(get_settings())
+        user = account_service.require_user(store, username)
+        token = account_service.issue_token(store, user_id=user["id"], name=name)
+    if json_out:
+        _emit_json({"username": user["username"], "name": name, "token": token})
+        return
+    sys.stdout.write(token + "\n")
+    err.print("This token is shown only now: passback keeps only its hash. Store it where the script reads it.")
+
+
+@users_app.command("grant")
+def users_grant(
+    username: str = typer.Argument(..., help="The user who may see the course."),
+    course: str = typer.Option(..., "--course", help="Course id in the source."),
+    source: str = typer.Option(..., "--source", help="Source connection name."),
+    role: str = typer.Option("Instructor", "--role",
+                             help="Instructor, TeachingAssistant, Administrator or Learner (sees no grades)."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Let a user see and sync a course of a source connection (again: changes the role)."""
+    from passback.services import accounts as account_service
+
+    with _friendly_errors():
+        store = open_store(get_settings())
+        user = account_service.require_user(store, username)
+        granted = account_service.grant_course(
+            store, user_id=user["id"], source_connection_id=account_service.source_connection_id(store, source),
+            course_id=course, role=role, granted_by=os_user())
+    if json_out:
+        _emit_json({"username": user["username"], **granted})
+        return
+    console.print(f"{escape(user['username'])} may now see course {escape(course)} of {escape(source)} as {role}.")
 
 
 # --- catalogue ---------------------------------------------------------------------------------
@@ -922,6 +1043,24 @@ def map_year(year: list[int] = typer.Argument(..., help="School years with valid
 
 db_app = typer.Typer(no_args_is_help=True, help="The store: its schema.")
 app.add_typer(db_app, name="db")
+
+
+@app.command("serve")
+def serve(host: str = typer.Option("127.0.0.1", help="The address to listen on."),
+          port: int = typer.Option(8000, help="The port to listen on."),
+          scheduler: bool = typer.Option(True, "--scheduler/--no-scheduler",
+                                         help="Run the nightly schedules in this process.")) -> None:
+    """The web product: Grade Sync pages, the REST API (/api/v1, /openapi.json) and the LTI launch."""
+    import uvicorn
+
+    from passback.web.app import create_app
+
+    settings = get_settings()
+    with _friendly_errors():
+        open_store(settings).dispose()  # upgrade the schema, or say why the store cannot open, before listening
+        application = create_app(settings, scheduler=scheduler)
+    console.print(f"passback serves on http://{host}:{port}/ (sign in at /login; the API is described at /api/docs)")
+    uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=True)
 
 
 @db_app.command("upgrade")

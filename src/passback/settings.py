@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     http_timeout: float = 30.0
     district_title_limit: int = 30
     block_closed_terms: bool = True
+    session_secret: str | None = None  # signs the web's session cookies; derived from the credentials key if unset
+    public_url: str | None = None  # where people and the LMS reach `passback serve`, e.g. https://passback.district.org
+    scheduler_seconds: float = 30.0  # how often the embedded scheduler looks for due nightly syncs
     lease_seconds: float = 60.0  # a run renews its lease every third of this; a dead run's expires after it
 
     def resolved_database_url(self) -> str:

@@ -21,7 +21,8 @@ def canvas_truth(state: dict[str, Any]) -> dict[str, Any]:
     for course in state["courses"].values():
         cid = course["id"]
         sections = [s for s in state["sections"].values() if s["course_id"] == cid]
-        enrolled = [e for e in state["enrollments"].values() if e["course_id"] == cid]
+        enrolled = [e for e in state["enrollments"].values()
+                    if e["course_id"] == cid and e["type"] == "StudentEnrollment"]  # teachers and TAs are not read
         assignments = {a["id"]: a for a in state["assignments"].values() if a["course_id"] == cid and a["published"]}
         subs = [s for s in state["submissions"].values() if s["assignment_id"] in assignments]
         courses[str(cid)] = {

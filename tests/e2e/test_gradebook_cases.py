@@ -47,7 +47,7 @@ def students(trial: Trial) -> list[dict[str, Any]]:
     dcids = {str(s["local_id"]): s["id"] for s in trial.powerschool.state["students"].values()}
     rows = []
     for enrollment in sorted(trial.canvas["enrollments"].values(), key=lambda e: e["id"]):
-        if str(enrollment["course_id"]) != trial.course_id:
+        if str(enrollment["course_id"]) != trial.course_id or enrollment["type"] != "StudentEnrollment":
             continue
         user = trial.canvas["users"][str(enrollment["user_id"])]
         section = trial.canvas["sections"][str(enrollment["course_section_id"])]["sis_section_id"]

@@ -32,9 +32,14 @@ Contract (canvas-lms ``lib/api.rb``, ``app/middleware/request_throttle.rb``,
   band. The scheme is the assignment's grading standard, else the course's, else Canvas's
   default.
 
+* LTI 1.3: Canvas as the platform that launches a tool from a course's navigation
+  (``passback.emulators.lti_platform``: developer keys, the launch, the authorization
+  endpoint, the platform's JWKS; in process ``app.state.lti_platform``).
+
 Control (never faulted or throttled): ``/_emulator/stats``, ``/_emulator/faults``,
 ``/_emulator/throttle``, ``/_emulator/state``, ``/_emulator/writes`` (every write the
-emulator accepted; in process ``app.state.writes``, and ``app.state.faults``).
+emulator accepted; in process ``app.state.writes``, and ``app.state.faults``),
+``/_emulator/lti/developer_keys``.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from starlette.routing import Route
 
 from passback.emulators.app import emulator_app
 from passback.emulators.faults import FaultConfig
+from passback.emulators.lti_platform import LtiPlatform, lti_routes
 from passback.emulators.state import StateFile
 
 NOT_FOUND = {"errors": [{"message": "The specified resource does not exist."}]}
@@ -593,16 +599,19 @@ def create_app(
             throttle.buckets.clear()
         return JSONResponse(throttle.as_dict())
 
+    lti = LtiPlatform(emu, mark_dirty=lambda: setattr(store, "dirty", True))
+    lti_pages, lti_control = lti_routes(emu, lti)  # browser pages: no token, not throttled
     app = emulator_app(
         [courses, course, sections, enrollments, assignment_groups, assignment_group, assignments,
-         assignment, grade, submit, bulk_submissions, grading_standards, sis_assignments],
+         assignment, grade, submit, bulk_submissions, grading_standards, sis_assignments, *lti_pages],
         emulator=emu, faults=faults, state_file=store,
         stats_extra=lambda: {"throttled": throttle.throttled},
-        control=[Route("/_emulator/throttle", throttle_control, methods=["GET", "POST"])],
+        control=[Route("/_emulator/throttle", throttle_control, methods=["GET", "POST"]), *lti_control],
         throttled_response=(403, THROTTLED_BODY.encode(), {"content-type": "text/plain; charset=utf-8",
                                                            "x-rate-limit-remaining": "0.0"}),
     )
     app.state.faults = faults
+    app.state.lti_platform = lti
     return app
 
 

@@ -6,6 +6,10 @@ import would (section ``sis_section_id`` = PowerSchool section DCID, user
 ``sis_user_id`` = student number, assignment groups imported with ``sis_source_id`` =
 teacher category id). With ``broken`` on, one course carries assignments that break
 seed 000's rules, so the error path shows in every demo.
+
+Canvas also has the people who open passback from a course (LTI): ``teacher1``,
+``teacher2``, ... teach the first, second, ... course (TeacherEnrollment), ``ta1`` is a
+TA in the first course, and ``admin`` is an account admin enrolled nowhere.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ def generate(shape: DistrictShape) -> tuple[dict[str, Any], dict[str, Any], Cred
     next_ps = iter(range(5001, 10**7))
     next_canvas = iter(range(101, 10**7))
     student_number = iter(range(200001, 10**7))
+    first_sections: list[dict[str, Any]] = []  # per course, for its staff's enrollments (made last)
     for course_index in range(shape.courses):
         subject = SUBJECTS[course_index % len(SUBJECTS)]
         teacher = next(next_ps)
@@ -130,6 +135,8 @@ def generate(shape: DistrictShape) -> tuple[dict[str, Any], dict[str, Any], Cred
                     "enrollment_state": "active", "sis_section_id": str(section_dcid),
                 }
                 students_in_course.append(user_id)
+            if section_index == 0:
+                first_sections.append(canvas["sections"][str(section_id)])
             ps["sections"][str(section_dcid)] = {
                 "id": section_dcid, "school_id": 1, "course_id": 900 + course_index, "staff_id": teacher,
                 "term_id": 3401, "section_number": str(section_index + 1),
@@ -179,9 +186,46 @@ def generate(shape: DistrictShape) -> tuple[dict[str, Any], dict[str, Any], Cred
                 row["post_to_sis"] = sync
                 canvas["assignments"][str(assignment_id)] = row
                 _grade_all(canvas, rng, assignment_id, students_in_course, points or 10.0, "points")
+    _add_staff(canvas, next_canvas, first_sections)
     canvas["next_id"] = next(next_canvas)
     ps["next_id"] = next(next_ps) + 100_000
     return canvas, ps, credentials
+
+
+def _add_staff(canvas: dict[str, Any], next_canvas: Any, first_sections: list[dict[str, Any]]) -> None:
+    """The Canvas users who launch passback: a teacher per course, a TA in the first, an account admin.
+
+    Made after everything else, so the students, courses and assignments keep the ids they
+    always had; nothing here draws on the district's random numbers. Staff have no SIS id
+    (the SIS sync matches students only) and are in the course's first section, as Canvas
+    puts a teacher added to an SIS course.
+    """
+
+    def user(login_id: str, first: str, last: str) -> int:
+        user_id = next(next_canvas)
+        canvas["users"][str(user_id)] = {
+            "id": user_id, "name": f"{first} {last}", "sortable_name": f"{last}, {first}",
+            "short_name": f"{first} {last}", "sis_user_id": None, "integration_id": None, "login_id": login_id,
+            "email": f"{login_id}@sandbox-district.example",
+        }
+        return user_id
+
+    def enroll(user_id: int, section: dict[str, Any], kind: str) -> None:
+        enrollment_id = next(next_canvas)
+        canvas["enrollments"][str(enrollment_id)] = {
+            "id": enrollment_id, "course_id": section["course_id"], "course_section_id": section["id"],
+            "user_id": user_id, "type": kind, "role": kind, "enrollment_state": "active",
+            "sis_section_id": section["sis_section_id"],
+        }
+
+    for index, section in enumerate(first_sections, start=1):
+        enroll(user(f"teacher{index}", "Teacher", str(index)), section, "TeacherEnrollment")
+    if first_sections:
+        enroll(user("ta1", "Assistant", "1"), first_sections[0], "TaEnrollment")
+    admin = user("admin", "District", "Admin")
+    account_user = next(next_canvas)
+    canvas.setdefault("account_users", {})[str(account_user)] = {
+        "id": account_user, "account_id": 1, "user_id": admin, "role": "AccountAdmin", "workflow_state": "active"}
 
 
 def _assignment(assignment_id: int, course_id: int, name: str, description: str, due_at: str,
@@ -254,7 +298,10 @@ def schoology_from_canvas(canvas: dict[str, Any], consumer_key: str = "sandbox-s
     state["grading_periods"][str(period)] = {"id": period, "title": term["name"], "weight": 100,
                                              "start": f"{TERM_START.isoformat()} 00:00:00",
                                              "end": f"{TERM_END.isoformat()} 00:00:00"}
+    students = {e["user_id"] for e in canvas["enrollments"].values() if e["type"] == "StudentEnrollment"}
     for user in canvas["users"].values():
+        if user["id"] not in students:
+            continue  # Canvas's teachers, TAs and admins are not in the Schoology copy
         name_last, _, name_first = user["sortable_name"].partition(", ")
         state["users"][str(user["id"])] = {"uid": str(user["id"]), "id": user["id"], "school_uid": user["sis_user_id"],
                                            "name_first": name_first, "name_last": name_last, "tz_name": TIME_ZONE}
@@ -270,7 +317,7 @@ def schoology_from_canvas(canvas: dict[str, Any], consumer_key: str = "sandbox-s
         }
         enrollment_of: dict[int, str] = {}
         for enrollment in sorted(canvas["enrollments"].values(), key=lambda e: e["id"]):
-            if enrollment["course_section_id"] != section["id"]:
+            if enrollment["course_section_id"] != section["id"] or enrollment["type"] != "StudentEnrollment":
                 continue
             enrollment_id = str(next(ids))
             enrollment_of[enrollment["user_id"]] = enrollment_id

@@ -83,6 +83,18 @@ def save(store: Store, settings: Settings, *, name: str, kind: str, url: str,
                            credentials=config.credentials())
 
 
+async def test_saved(store: Store, settings: Settings, name: str) -> str:
+    """One real request with a saved connection's URL and credentials (an admin page's "test" button)."""
+    connection = load(store, settings, name)
+    connector_kind = kind_of(connection.kind)
+    config = connector_kind.config.parse(connection.base_url, connection.credentials)
+    try:
+        return await connector_kind.probe(config, http_options(settings))
+    except (OSError, ValueError) as exc:
+        raise Unavailable(f"Cannot reach {config.url} ({exc.__class__.__name__}); check the URL and that the "
+                          "server is up, then save the connection again with the right values.") from exc
+
+
 def remove(store: Store, name: str) -> None:
     remove_connection(store, name)
 

@@ -39,6 +39,7 @@ from passback.pipeline.run import (
 )
 from passback.pipeline.statereport import StateReportPipeline
 from passback.services.connections import Route, open_route, open_state_reporting
+from passback.services.district import get_district
 from passback.services.leases import Busy, holding, interrupt_dead_runs
 from passback.settings import Settings
 from passback.store.db import Store
@@ -52,9 +53,15 @@ INTERRUPTED = "interrupted"
 NOT_STARTED = "not_started"  # another run held the scope
 
 
-def run_options(settings: Settings) -> RunOptions:
-    return RunOptions(concurrency=settings.concurrency, district_title_limit=settings.district_title_limit,
-                      block_closed_terms=settings.block_closed_terms)
+def run_options(settings: Settings, store: Store | None = None) -> RunOptions:
+    """What a run obeys: the district's title limit and closed-term block as an admin saved them in
+    the store (read afresh, so a change holds from the next run in every process), else the environment's."""
+    if store is None:
+        return RunOptions(concurrency=settings.concurrency, district_title_limit=settings.district_title_limit,
+                          block_closed_terms=settings.block_closed_terms)
+    district = get_district(store, settings)
+    return RunOptions(concurrency=settings.concurrency, district_title_limit=district.title_limit,
+                      block_closed_terms=district.block_closed_terms)
 
 
 def submit(store: Store, request: RunRequest) -> str:
@@ -126,7 +133,7 @@ async def _carry_out(store: Store, settings: Settings, request: RunRequest, run_
                      progress: Progress | None, on_plan: Callable[[Any], None] | None) -> RunResult:
     started = time.perf_counter()
     recorder = Recorder(store, request.pairing, run_id, flush_every=FLUSH_EVERY[request.pipeline])
-    ctx = RunContext(store=store, request=request, run_id=run_id, recorder=recorder, options=run_options(settings),
+    ctx = RunContext(store=store, request=request, run_id=run_id, recorder=recorder, options=run_options(settings, store),
                      progress=progress, on_plan=on_plan)
     token = request_meter.set(ctx.meter)
     outcome, failure = PipelineOutcome(), None

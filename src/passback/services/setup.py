@@ -27,7 +27,7 @@ from passback.settings import Settings
 from passback.store.db import Store
 from passback.store.setup_log import record_setup_change
 from passback.store.identity import SYNCED, IdentityRow, delete_identities, load_identities, upsert_identities
-from passback.store.setup import CategoryMapping, delete_mapping, load_mappings, save_mapping, save_switch
+from passback.store.setup import CategoryMapping, delete_mapping, load_mappings, load_switches, save_mapping, save_switch
 
 
 class SetupError(Invalid):
@@ -235,6 +235,8 @@ class Readiness:
     assignments: list[dict[str, Any]] = field(default_factory=list)
     fixes: list[Fix] = field(default_factory=list)
     unmatched: list[dict[str, Any]] = field(default_factory=list)  # sections, students, categories; each with its fix
+    destination_assignments: dict[str, str] = field(default_factory=dict)  # id -> name: where an assignment may link
+    course_name: str | None = None
 
     @property
     def ready(self) -> int:
@@ -250,8 +252,13 @@ async def _readiness(store: Store, settings: Settings, opened: OpenRoute, course
     snapshot = await opened.source.read_course(course_id)
     plan: Plan
     plan, context = await plan_course(store, opened.connectors, opened.pairing, Scope(course_id=course_id),
-                                      run_options(settings), snapshot=snapshot)
-    readiness = Readiness(course_id)
+                                      run_options(settings, store), snapshot=snapshot)
+    readiness = Readiness(course_id, course_name=snapshot.course.name)
+    readiness.destination_assignments = {k: a.name for k, a in sorted(context.assignments.items(),
+                                                                       key=lambda kv: kv[1].name)}
+    links = {key.split(":", 1)[1]: row.dest_id for (_, key), row in
+             load_identities(store, opened.pairing, (ASSIGNMENT,), f"{course_id}:").items()}
+    kept = {} if opened.source.has_sync_switch else load_switches(store, opened.pairing.source_connection_id, course_id)
     blocked = []
     by_id = {a.source_id: a for a in snapshot.assignments}
     for step in plan.steps:
@@ -262,6 +269,8 @@ async def _readiness(store: Store, settings: Settings, opened: OpenRoute, course
             "findings": [{"code": f.code, "message": f.message, "fix": entry(f.code).render_fix(**f.context)}
                          for f in step.findings],
             "student_errors": len(score_errors),
+            "sync": kept.get(step.assignment_id, by_id[step.assignment_id].sync if step.assignment_id in by_id else True),
+            "linked_to": links.get(step.assignment_id),
         })
         if step.findings and step.assignment_id in by_id:
             blocked.append((by_id[step.assignment_id], list(step.findings)))
@@ -291,3 +300,15 @@ async def apply_fixes(store: Store, settings: Settings, route: Route, course_id:
             done.append({"assignment_id": fix.assignment_id, "applied": fix.changes.described()})
         return done
 
+
+
+async def apply_fix(store: Store, settings: Settings, route: Route, course_id: str, assignment_id: str, code: str, *,
+                    actor: str) -> dict[str, str]:
+    """Apply the one fix the readiness check proposes now for this assignment and error (a page's button)."""
+    async with open_route(store, settings, route) as opened:
+        readiness = await _readiness(store, settings, opened, course_id)
+    wanted = [f for f in readiness.fixes if f.assignment_id == assignment_id and f.code == code]
+    if not wanted:
+        raise SetupNotFound(f"There is no fix to apply for {code} on assignment {assignment_id} now; "
+                            "it may have been fixed already. Reload the page.")
+    return (await apply_fixes(store, settings, route, course_id, wanted[:1], actor=actor))[0]

@@ -148,3 +148,20 @@ def remove_connection(store: Store, name: str) -> None:
             db.execute(edfi_events.delete().where(column == found))
         db.execute(leases.delete().where(leases.c.key.like(f"%:{found}:%") | leases.c.key.like(f"ods:{found}")))
         db.execute(connections.delete().where(connections.c.id == found))
+
+
+@dataclass(frozen=True)
+class ConnectionRef:
+    """A connection without its credentials: what pages and routes carry around."""
+
+    id: int
+    name: str
+    kind: str
+    base_url: str
+
+
+def connection_refs(store: Store) -> list[ConnectionRef]:
+    with store.engine.connect() as db:
+        rows = db.execute(sa.select(connections.c.id, connections.c.name, connections.c.kind,
+                                    connections.c.base_url).order_by(connections.c.name)).all()
+    return [ConnectionRef(row.id, row.name, row.kind, row.base_url) for row in rows]

@@ -37,6 +37,7 @@ class AuditEntry:
     dest_student_id: str | None
     old_value: Any
     new_value: Any
+    answer: str = "accepted"  # what the destination said to the write
 
 
 def empty_counts() -> dict[str, int]:
@@ -55,7 +56,8 @@ def submit_run(store: Store, pairing: Pairing, *, pipeline: str, request: dict[s
             id=run_id, source_connection_id=pairing.source_connection_id,
             destination_connection_id=pairing.destination_connection_id, trigger=trigger, scope=scope,
             actor=actor, dry_run=False, status=QUEUED, started_at=datetime.now(UTC), counts=empty_counts(),
-            stats={}, pipeline=pipeline, request=request))
+            stats={}, pipeline=pipeline, request=request,
+            course_id=None if scope.get("course_id") is None else str(scope["course_id"])))
     return run_id
 
 
@@ -104,6 +106,7 @@ def record_audit(
                 "dest_student_id": entry.dest_student_id,
                 "old_value": entry.old_value,
                 "new_value": entry.new_value,
+                "answer": entry.answer,
             }
             for entry in entries
         ],
@@ -142,6 +145,32 @@ def list_runs(store: Store, limit: int = 20) -> list[dict[str, Any]]:
     with store.engine.connect() as db:
         rows = db.execute(sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)).all()
     return [dict(row._mapping) for row in rows]
+
+
+def list_course_runs(store: Store, pairing: Pairing, course_id: str, limit: int = 20) -> list[dict[str, Any]]:
+    """A course's runs on one route, newest first."""
+    query = (sa.select(runs).where(runs.c.source_connection_id == pairing.source_connection_id,
+                                   runs.c.destination_connection_id == pairing.destination_connection_id,
+                                   runs.c.course_id == course_id)
+             .order_by(runs.c.started_at.desc()).limit(limit))
+    with store.engine.connect() as db:
+        return [dict(row._mapping) for row in db.execute(query).all()]
+
+
+def list_audit(store: Store, *, destination_connection_id: int | None = None, run_id: str | None = None,
+               assignment_id: str | None = None, student_id: str | None = None, action: str | None = None,
+               limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+    """The audit log, newest first, filtered by whatever is given."""
+    query = sa.select(audit_log, runs.c.actor, runs.c.trigger, runs.c.course_id).join(
+        runs, runs.c.id == audit_log.c.run_id)
+    for column, value in ((audit_log.c.destination_connection_id, destination_connection_id),
+                          (audit_log.c.run_id, run_id), (audit_log.c.source_assignment_id, assignment_id),
+                          (audit_log.c.source_student_id, student_id), (audit_log.c.action, action)):
+        if value is not None:
+            query = query.where(column == value)
+    query = query.order_by(audit_log.c.id.desc()).limit(limit).offset(offset)
+    with store.engine.connect() as db:
+        return [dict(row._mapping) for row in db.execute(query).all()]
 
 
 def get_run(store: Store, run_id: str) -> dict[str, Any] | None:

@@ -105,3 +105,13 @@ def live_run_ids(store: Store) -> set[str]:
         rows = db.execute(sa.select(leases.c.run_id).where(leases.c.expires_at > datetime.now(UTC),
                                                            leases.c.run_id.is_not(None))).all()
     return {row.run_id for row in rows}
+
+
+def holder_of(store: Store, key: str) -> Lease | None:
+    """The live lease on ``key``, if any: who is running that scope now."""
+    with store.engine.connect() as db:
+        row = db.execute(sa.select(leases).where(leases.c.key == key)).first()
+    if row is None:
+        return None
+    lease = _lease(row)
+    return lease if lease.expires_at > datetime.now(UTC) else None

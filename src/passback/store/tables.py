@@ -74,7 +74,9 @@ runs = sa.Table(
     sa.Column("failure", sa.Text, nullable=True),
     sa.Column("pipeline", sa.String(30), nullable=False, server_default="gradebook"),
     sa.Column("request", sa.JSON, nullable=True),
+    sa.Column("course_id", sa.String(200), nullable=True),  # the scope's course: a course's page lists its runs
     sa.Index("ix_runs_status", "status"),
+    sa.Index("ix_runs_course", "source_connection_id", "course_id"),
 )
 
 leases = sa.Table(
@@ -118,6 +120,7 @@ audit_log = sa.Table(
     sa.Column("dest_student_id", sa.String(200), nullable=True),
     sa.Column("old_value", sa.JSON, nullable=True),
     sa.Column("new_value", sa.JSON, nullable=True),
+    sa.Column("answer", sa.String(200), nullable=True),  # the destination's answer to the write
 )
 
 category_mappings = sa.Table(
@@ -228,4 +231,118 @@ setup_changes = sa.Table(
     sa.Column("action", sa.String(40), nullable=False),
     sa.Column("detail", sa.JSON, nullable=False),
     sa.Index("ix_setup_changes_course", "source_connection_id", "course_id"),
+)
+
+# --- the web product (issue: the teacher's product) -------------------------------------------
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("username", sa.String(200), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(300), nullable=False),
+    sa.Column("password_hash", sa.String(300), nullable=True),  # argon2; none for users who only launch over LTI
+    sa.Column("is_admin", sa.Boolean, nullable=False),
+    sa.Column("lti_issuer", sa.String(500), nullable=True),
+    sa.Column("lti_subject", sa.String(300), nullable=True),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("lti_issuer", "lti_subject", name="uq_users_lti"),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),  # sha256 of the token; the token is shown once
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+course_access = sa.Table(
+    "course_access",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("source_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False),
+    sa.Column("course_id", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(40), nullable=False),  # Instructor, TeachingAssistant, Administrator, Learner
+    sa.Column("granted_by", sa.String(100), nullable=False),  # "lti" or the admin who assigned it
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("user_id", "source_connection_id", "course_id", name="uq_course_access_key"),
+)
+
+lti_platforms = sa.Table(
+    "lti_platforms",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("issuer", sa.String(500), nullable=False),
+    sa.Column("client_id", sa.String(200), nullable=False),
+    sa.Column("auth_login_url", sa.String(500), nullable=False),
+    sa.Column("auth_token_url", sa.String(500), nullable=False),
+    sa.Column("jwks_url", sa.String(500), nullable=False),
+    sa.Column("deployment_ids", sa.JSON, nullable=False),
+    sa.Column("source_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("issuer", "client_id", name="uq_lti_platforms_key"),
+)
+
+lti_launch_states = sa.Table(  # OIDC login initiation: state and nonce, each used once
+    "lti_launch_states",
+    metadata,
+    sa.Column("state", sa.String(100), primary_key=True),
+    sa.Column("nonce", sa.String(100), nullable=False, unique=True),
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("lti_platforms.id"), nullable=False),
+    sa.Column("target_link_uri", sa.String(1000), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+tool_keys = sa.Table(  # passback's own signing keys as an LTI tool (private part encrypted at rest)
+    "tool_keys",
+    metadata,
+    sa.Column("kid", sa.String(100), primary_key=True),
+    sa.Column("private_key", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("retired_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+district_settings = sa.Table(
+    "district_settings",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+course_schedules = sa.Table(
+    "course_schedules",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False),
+    sa.Column("destination_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False),
+    sa.Column("course_id", sa.String(200), nullable=False),
+    sa.Column("mode", sa.String(20), nullable=False),  # nightly, manual
+    sa.Column("next_run_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_run_id", sa.String(36), nullable=True),
+    sa.Column("last_run_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("source_connection_id", "destination_connection_id", "course_id",
+                        name="uq_course_schedules_key"),
+    sa.Index("ix_course_schedules_due", "mode", "next_run_at"),
+)
+
+course_names = sa.Table(  # a course's title as last seen (a launch, a preview): pages name courses without a read
+    "course_names",
+    metadata,
+    sa.Column("source_connection_id", sa.Integer, sa.ForeignKey("connections.id"), primary_key=True),
+    sa.Column("course_id", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -27,11 +27,11 @@ from passback.logs import configure_logging
 from passback.pipeline.plan import Plan, Scope
 from passback.pipeline.run import RunResult
 from passback.sandbox.control import ALL_SYSTEMS as ALL_SANDBOX_SYSTEMS
-from passback.sandbox.control import EDFI_KEY, EDFI_SECRET, SCHOOLOGY_KEY, SCHOOLOGY_SECRET, Sandbox, SandboxInfo, parse_systems
+from passback.sandbox.connect import save_sandbox_connections
+from passback.sandbox.control import Sandbox, parse_systems
 from passback.sandbox.control import SYSTEMS as SANDBOX_SYSTEMS
 from passback.sandbox.district import DistrictShape
 from passback.services import connections as connection_service
-from passback.services import district as district_service
 from passback.services import matching as matching_service
 from passback.services import statereport as state_service
 from passback.services.connections import Route
@@ -147,7 +147,7 @@ def sandbox_up(
         sandbox = Sandbox(settings.ensure_data_dir())
         info, started = sandbox.up(_shape(courses, sections, students, assignments, seed), latency_ms, fault_rate,
                                    fault_kinds, systems=parse_systems(systems))
-        saved = _save_sandbox_connections(settings, info, sandbox)
+        saved = save_sandbox_connections(settings, info, sandbox)
     summary = {"started": started, **{system: info.url(system) for system in info.systems}, "shape": info.shape,
                "connections": saved}
     if "edfi" in info.systems:
@@ -203,35 +203,6 @@ def sandbox_reset(
     Sandbox(settings.ensure_data_dir()).reset(_shape(courses, sections, students, assignments, seed))
     forget_sandbox_state(open_store(settings))
     console.print("The sandbox district was generated afresh; run `passback demo` or `passback sandbox up`.")
-
-
-def _save_sandbox_connections(settings: Settings, info: SandboxInfo, sandbox: Sandbox) -> dict[str, str]:
-    """A connection to each emulator served, named as the README's commands expect; name -> kind."""
-    store = open_store(settings)
-    creds = info.creds
-    wanted: dict[str, tuple[str, str, dict[str, str]]] = {}
-    if "canvas" in info.systems:
-        wanted[SANDBOX_SOURCE] = ("canvas", info.url("canvas"), {"token": creds.canvas_token})
-    if "powerschool" in info.systems:
-        wanted[SANDBOX_DESTINATION] = ("powerschool", info.url("powerschool"), {
-            "client_id": creds.powerschool_client_id, "client_secret": creds.powerschool_client_secret})
-    if "schoology" in info.systems:
-        wanted["sandbox-schoology"] = ("schoology", info.url("schoology"), {
-            "consumer_key": SCHOOLOGY_KEY, "consumer_secret": SCHOOLOGY_SECRET})
-    if "edfi" in info.systems:
-        wanted["state-edfi"] = ("edfi", info.url("edfi"), {"client_id": EDFI_KEY, "client_secret": EDFI_SECRET})
-        wanted["sis-export"] = ("csv", str(sandbox.sample_export), {})
-    for name, (kind, url, credentials) in wanted.items():
-        connection_service.save(store, settings, name=name, kind=kind, url=url, credentials=credentials, replace=True)
-    if "edfi" in info.systems:
-        from passback.sandbox.edfi_district import default_preferences
-
-        state_service.adopt_preferences(store, "state-edfi", default_preferences())
-    if SANDBOX_DESTINATION in wanted:  # the web's course pages need to know where each source's grades go
-        sources = [name for name in (SANDBOX_SOURCE, "sandbox-schoology") if name in wanted]
-        district_service.add_routes(store, settings, [(name, SANDBOX_DESTINATION) for name in sources], actor="sandbox")
-    store.dispose()
-    return {name: kind for name, (kind, _, _) in wanted.items()}
 
 
 # --- connections ----------------------------------------------------------------------------
@@ -428,7 +399,7 @@ def demo(
     with _friendly_errors():
         info, started = sandbox.up(_shape(courses, sections, students, assignments, seed))
         try:
-            _save_sandbox_connections(settings, info, sandbox)
+            save_sandbox_connections(settings, info, sandbox)
             store = open_store(settings)
             results = _run_with_progress(
                 lambda progress: sync_courses(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -144,3 +145,27 @@ def test_the_audit_log_is_for_admins_and_filters(web: Web, role: str) -> None:
     page = admin.get("/admin/audit", params={"student": student})
     assert page.text.count("<tr><td>") == sum(1 for r in rows if r["source_student_id"] == student)
     assert web.client(role).get("/admin/audit").status_code == 403
+
+
+def test_unlink_then_link_back_from_the_dropdown(web: Web) -> None:
+    teacher, course = web.client("teacher-a"), web.courses[0]
+    _sync(teacher, course)
+    setup = teacher.get(f"/courses/{SOURCE}/{course}/setup")
+    row = re.search(r'<tr id="a-(\d+)">(.*?)</tr>', setup.text, re.S)
+    assignment = row.group(1)
+    linked_to = re.search(r'<option value="(\d+)" selected>', row.group(2)).group(1)
+    token = csrf_of(setup.text)
+    teacher.post(f"/courses/{SOURCE}/{course}/setup/unlink", data={"assignment_id": assignment, "csrf_token": token})
+    preview = teacher.post(f"/api/v1/courses/{SOURCE}/{course}/preview", headers={"X-CSRF-Token": token}).json()
+    step = next(a for a in preview["assignments"] if a["assignment_id"] == assignment)
+    assert step["action"] in ("create", "error")  # unlinked: a new assignment, or the seed's duplicate-name error
+    answer = teacher.post(f"/courses/{SOURCE}/{course}/setup/link",
+                          data={"assignment_id": assignment, "dest_assignment_id": linked_to, "csrf_token": token})
+    assert answer.status_code == 303
+    assert "Linked to the existing destination assignment" in teacher.get(answer.headers["location"]).text
+    preview = teacher.post(f"/api/v1/courses/{SOURCE}/{course}/preview", headers={"X-CSRF-Token": token}).json()
+    step = next(a for a in preview["assignments"] if a["assignment_id"] == assignment)
+    assert step["action"] == "update"  # linked: the existing destination assignment is kept and brought up to date
+    held = len(web.district.powerschool.state["assignments"])
+    _sync(teacher, course)
+    assert len(web.district.powerschool.state["assignments"]) == held  # no second assignment was made

@@ -36,7 +36,7 @@ from passback.services import matching as matching_service
 from passback.services import statereport as state_service
 from passback.services.connections import Route
 from passback.services.history import catalogue, explain_run, recent_runs
-from passback.services.runs import sync_courses
+from passback.services.runs import sync_courses, sync_to_destinations
 from passback.services.sandbox_state import SANDBOX_DESTINATION, SANDBOX_SOURCE, forget_sandbox_state
 from passback.services.views import (
     COULD_NOT_RUN,
@@ -337,7 +337,8 @@ def sync_cmd(
     assignment: str = typer.Option(None, help="Only this assignment (source id)."),
     student: str = typer.Option(None, help="Only this student (source id)."),
     source: str = typer.Option(SANDBOX_SOURCE, help="Source connection name."),
-    destination: str = typer.Option(SANDBOX_DESTINATION, help="Destination connection name."),
+    destination: list[str] = typer.Option(
+        None, "--destination", help="Destination connection name (repeatable: one run to every destination named)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; write nothing."),
     details: bool = typer.Option(False, "--details", help="With --dry-run: every grade it would write."),
     overwrite: bool = typer.Option(False, "--overwrite",
@@ -356,10 +357,11 @@ def sync_cmd(
     settings = get_settings()
     store = open_store(settings)
     scopes = [Scope(course_id=c, assignment_id=assignment, student_id=student) for c in course or []]
+    destinations: list[str | int] = list(dict.fromkeys(destination or [SANDBOX_DESTINATION]))
     with _friendly_errors():
         results = _run_with_progress(
-            lambda progress: sync_courses(
-                store, settings, Route(source, destination), scopes, all_courses=all_courses,
+            lambda progress: sync_to_destinations(
+                store, settings, source, destinations, scopes, all_courses=all_courses,
                 dry_run=dry_run, overwrite_drift=overwrite, wait_seconds=wait, actor=os_user(),
                 progress=progress),
             quiet=json_out or dry_run,
@@ -472,11 +474,16 @@ def runs_show(
     console.print(f"[bold]Run {found['id']}[/bold]  {found['status']}  trigger {found['trigger']}  "
                   f"started {found['started_at']:%Y-%m-%d %H:%M:%S}")
     console.print("  " + ", ".join(f"{k} {found['counts'].get(k, 0)}" for k in OUTCOMES))
+    for part in shown.get("parts", []):  # a run to several destinations: one line per destination
+        console.print(f"  to {part['destination']}: {part['status']} (run {part['run_id'][:8]}), "
+                      + ", ".join(f"{k} {part['counts'].get(k, 0)}" for k in OUTCOMES))
     if found.get("failure"):
         console.print(f"  [red]{found['failure']}[/red]")
     for item in explained:
         colour = "red" if item["outcome"] == "error" else "yellow"
         head = f"[{colour}]{item['outcome']}[/{colour}] {item['object_kind']} {item['source_id']}"
+        if item.get("destination"):
+            head += f"  to {item['destination']}"
         if item.get("code"):
             head += escape(f"  [{item['code']}" + (f", seed error {item['seed_error']}" if item.get("seed_error") else "") + "]")
         console.print(head)

@@ -55,6 +55,7 @@ class RunRequest(BaseModel):
     resync: bool = False  # state reporting: everything again, orphans deleted
     today: date | None = None  # the day closed terms are judged by (tests set it)
     wait_seconds: float = 0.0  # how long to wait for another run of the same scope to end
+    parent_run_id: str | None = None  # the run to several destinations this run is the part of
 
     @property
     def pairing(self) -> Pairing:

@@ -10,7 +10,8 @@ from typing import Any
 from passback.errors import NotFound
 from passback.rules.catalogue import CATALOGUE, entry
 from passback.store.db import Store
-from passback.store.history import get_run, get_run_items, list_runs
+from passback.store.connections import connection_refs
+from passback.store.history import MULTI, get_run, get_run_items, list_runs, part_runs
 
 ERRORS_AND_SKIPS = ("error", "skipped")
 
@@ -51,6 +52,16 @@ def explain_run(store: Store, run: str, outcomes: tuple[str, ...] | None = ERROR
     found = get_run(store, run)
     if found is None:
         raise NotFound(f"No run matches {run!r}; list them with `passback runs`.")
+    if found.get("pipeline") == MULTI:  # one run to several destinations: every part's items, each naming its destination
+        names = {c.id: c.name for c in connection_refs(store)}
+        parts = part_runs(store, found["id"])
+        items = [explain_item(item) | {"destination": names.get(part["destination_connection_id"]),
+                                        "part_run_id": part["id"]}
+                 for part in parts for item in get_run_items(store, part["id"], outcomes)]
+        explained = sorted(items, key=lambda i: (i["outcome"] != "error", i["destination"] or "", i["id"]))
+        return {"run": found, "items": explained,
+                "parts": [{"run_id": p["id"], "destination": names.get(p["destination_connection_id"]),
+                           "status": p["status"], "counts": p["counts"]} for p in parts]}
     items = get_run_items(store, found["id"], outcomes)
     explained = sorted((explain_item(item) for item in items), key=lambda i: (i["outcome"] != "error", i["id"]))
     return {"run": found, "items": explained}

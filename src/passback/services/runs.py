@@ -43,7 +43,7 @@ from passback.services.district import get_district
 from passback.services.leases import Busy, holding, interrupt_dead_runs
 from passback.settings import Settings
 from passback.store.db import Store
-from passback.store.history import FAILED, claim_run, empty_counts, finish_run, run_request, submit_run
+from passback.store.history import FAILED, MULTI, claim_run, empty_counts, finish_run, run_request, submit_run
 
 log = structlog.get_logger("passback.runs")
 
@@ -67,7 +67,8 @@ def run_options(settings: Settings, store: Store | None = None) -> RunOptions:
 def submit(store: Store, request: RunRequest) -> str:
     """Store the run as queued; returns its id."""
     return submit_run(store, request.pairing, pipeline=request.pipeline, request=request.model_dump(mode="json"),
-                      trigger=request.trigger, scope=request.scope_record(), actor=request.actor)
+                      trigger=request.trigger, scope=request.scope_record(), actor=request.actor,
+                      parent_run_id=request.parent_run_id)
 
 
 async def execute(store: Store, settings: Settings, run_id: str, *, connectors: Any = None,
@@ -187,8 +188,11 @@ async def sync_courses(
     overwrite_drift: bool = False,
     wait_seconds: float = 0.0,
     progress: Progress | None = None,
+    parents: dict[str, str] | None = None,
 ) -> list[RunResult]:
     """Sync each scope (or every course the source sees): one run each, several courses at a time.
+
+    ``parents`` names, per course, the run to several destinations each course's run is part of.
 
     Courses overlap so one course's reads run while another's writes do; the connectors'
     own caps keep the number of requests in flight to each system where it was.
@@ -219,7 +223,7 @@ async def sync_courses(
                 scope=RunScope(course_id=scope.course_id, assignment_id=scope.assignment_id,
                                student_id=scope.student_id),
                 trigger=trigger, actor=actor, dry_run=dry_run, overwrite_drift=overwrite_drift,
-                wait_seconds=wait_seconds)
+                wait_seconds=wait_seconds, parent_run_id=(parents or {}).get(scope.course_id))
             async with gate:
                 try:
                     return await run(store, settings, request, connectors=opened.connectors, progress=step_done,
@@ -228,3 +232,83 @@ async def sync_courses(
                     return RunResult(None, NOT_STARTED, empty_counts(), failure=str(busy))
 
         return list(await asyncio.gather(*(one(scope) for scope in scopes or [])))
+
+
+# --- one source, several destinations (B3) ---------------------------------------------------------
+
+
+STATUS_RANK = ("succeeded", "dry_run", "not_started", "completed_with_errors", INTERRUPTED, FAILED)
+
+
+def _worst(statuses: list[str]) -> str:
+    known = [s for s in statuses if s in STATUS_RANK]
+    return max(known, key=STATUS_RANK.index) if known else (statuses[0] if statuses else "succeeded")
+
+
+async def sync_to_destinations(
+    store: Store,
+    settings: Settings,
+    source: str | int,
+    destinations: list[str | int],
+    scopes: list[Scope] | None = None,
+    *,
+    all_courses: bool = False,
+    trigger: str = "manual",
+    actor: str = "cli",
+    dry_run: bool = False,
+    overwrite_drift: bool = False,
+    wait_seconds: float = 0.0,
+    progress: Progress | None = None,
+) -> list[RunResult]:
+    """Sync each course to every destination in one run: one history entry per course, one part per destination.
+
+    Each destination is planned against and written to by its own part run, with its own
+    connectors (so its own limits), its own lease and its own identity map; the parts run side
+    by side. The run in the history (pipeline ``multi``) adds up their counts, takes the worst
+    status, and lists each destination's part, whose items ``passback runs show`` shows.
+    A dry run stores nothing and answers the parts' plans.
+    """
+    if len(destinations) == 1:
+        return await sync_courses(store, settings, Route(source, destinations[0]), scopes, all_courses=all_courses,
+                                  trigger=trigger, actor=actor, dry_run=dry_run, overwrite_drift=overwrite_drift,
+                                  wait_seconds=wait_seconds, progress=progress)
+    if all_courses:
+        async with open_route(store, settings, Route(source, destinations[0])) as opened:
+            scopes = [Scope(course_id=str(c)) for c in await opened.source.list_course_ids()]
+    scopes = scopes or []
+    pairings = []
+    for destination in destinations:
+        async with open_route(store, settings, Route(source, destination)) as opened:  # checks each route's kinds
+            pairings.append(opened.pairing)
+    parents: dict[str, str] = {}
+    if not dry_run:
+        for scope in scopes:
+            record = {"course_id": scope.course_id, **({"assignment_id": scope.assignment_id} if scope.assignment_id
+                                                       else {}), **({"student_id": scope.student_id}
+                                                                    if scope.student_id else {})}
+            parents[scope.course_id] = submit_run(
+                store, pairings[0], pipeline=MULTI, trigger=trigger, scope=record, actor=actor, status="running",
+                request={"destinations": [p.destination_connection_id for p in pairings]})
+    parts = await asyncio.gather(*(
+        sync_courses(store, settings, Route(source, destination), scopes, trigger=trigger, actor=actor,
+                     dry_run=dry_run, overwrite_drift=overwrite_drift, wait_seconds=wait_seconds,
+                     progress=progress, parents=parents)
+        for destination in destinations))
+    if dry_run:
+        return [result for per_destination in parts for result in per_destination]
+    finished = []
+    for index, scope in enumerate(scopes):
+        mine = [(pairings[d].destination_connection_id, per_destination[index]) for d, per_destination in enumerate(parts)]
+        counts = empty_counts()
+        for _, result in mine:
+            for outcome, n in result.counts.items():
+                counts[outcome] = counts.get(outcome, 0) + n
+        status = _worst([result.status for _, result in mine])
+        failure = "; ".join(f"destination {d}: {r.failure}" for d, r in mine if r.failure) or None
+        stats = {"destinations": {str(d): {"run_id": r.run_id, "status": r.status, "counts": r.counts}
+                                  for d, r in mine}}
+        parent = parents[scope.course_id]
+        finish_run(store, parent, counts=counts, stats=stats, status=status if status != FAILED else None,
+                   failure=failure if status == FAILED else None)
+        finished.append(RunResult(parent, status, counts, stats, failure))
+    return finished

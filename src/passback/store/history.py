@@ -45,20 +45,29 @@ def empty_counts() -> dict[str, int]:
 
 
 QUEUED, RUNNING, FAILED = "queued", "running", "failed"
+MULTI = "multi"  # a run to several destinations: its items are in its part runs
 
 
 def submit_run(store: Store, pairing: Pairing, *, pipeline: str, request: dict[str, Any], trigger: str,
-               scope: dict[str, Any], actor: str) -> str:
+               scope: dict[str, Any], actor: str, parent_run_id: str | None = None, status: str = QUEUED) -> str:
     """Store a queued run; :func:`claim_run` later takes it, once."""
     run_id = str(uuid.uuid4())
     with store.transaction() as db:
         db.execute(runs.insert().values(
             id=run_id, source_connection_id=pairing.source_connection_id,
             destination_connection_id=pairing.destination_connection_id, trigger=trigger, scope=scope,
-            actor=actor, dry_run=False, status=QUEUED, started_at=datetime.now(UTC), counts=empty_counts(),
-            stats={}, pipeline=pipeline, request=request,
+            actor=actor, dry_run=False, status=status, started_at=datetime.now(UTC), counts=empty_counts(),
+            stats={}, pipeline=pipeline, request=request, parent_run_id=parent_run_id,
             course_id=None if scope.get("course_id") is None else str(scope["course_id"])))
     return run_id
+
+
+def part_runs(store: Store, parent_run_id: str) -> list[dict[str, Any]]:
+    """The runs a run to several destinations is made of, one per destination."""
+    with store.engine.connect() as db:
+        rows = db.execute(sa.select(runs).where(runs.c.parent_run_id == parent_run_id)
+                          .order_by(runs.c.destination_connection_id)).all()
+    return [dict(row._mapping) for row in rows]
 
 
 def claim_run(store: Store, run_id: str) -> bool:
@@ -151,7 +160,7 @@ def list_course_runs(store: Store, pairing: Pairing, course_id: str, limit: int 
     """A course's runs on one route, newest first."""
     query = (sa.select(runs).where(runs.c.source_connection_id == pairing.source_connection_id,
                                    runs.c.destination_connection_id == pairing.destination_connection_id,
-                                   runs.c.course_id == course_id)
+                                   runs.c.course_id == course_id, runs.c.pipeline != MULTI)
              .order_by(runs.c.started_at.desc()).limit(limit))
     with store.engine.connect() as db:
         return [dict(row._mapping) for row in db.execute(query).all()]

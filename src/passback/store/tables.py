@@ -75,8 +75,10 @@ runs = sa.Table(
     sa.Column("pipeline", sa.String(30), nullable=False, server_default="gradebook"),
     sa.Column("request", sa.JSON, nullable=True),
     sa.Column("course_id", sa.String(200), nullable=True),  # the scope's course: a course's page lists its runs
+    sa.Column("parent_run_id", sa.String(36), nullable=True),  # one run to several destinations: its part runs
     sa.Index("ix_runs_status", "status"),
     sa.Index("ix_runs_course", "source_connection_id", "course_id"),
+    sa.Index("ix_runs_parent", "parent_run_id"),
 )
 
 leases = sa.Table(

@@ -98,7 +98,7 @@ def test_the_developer_key_json_is_canvas_s_format() -> None:
     (placement,) = extension["settings"]["placements"]
     assert placement == {"placement": "course_navigation", "message_type": "LtiResourceLinkRequest",
                          "target_link_uri": LAUNCH_URL, "text": "Grade Sync", "windowTarget": "_blank",
-                         "default": "enabled", "visibility": "admins"}
+                         "default": "enabled", "visibility": "members"}  # students launch too: their own grades
     assert config["custom_fields"] == {"canvas_course_id": "$Canvas.course.id",
                                        "canvas_user_login_id": "$Canvas.user.loginId",
                                        "canvas_user_id": "$Canvas.user.id"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import time
 
 import httpx
 
@@ -66,18 +67,42 @@ def test_a_teacher_launch_becomes_a_session_on_their_course(web: Web) -> None:
     assert browser.get(f"{web.url}/courses/{SOURCE}/{web.courses[1]}").status_code == 403  # not their course
 
 
-def test_a_replayed_launch_and_a_learner_are_refused(web: Web) -> None:
+def test_a_replayed_launch_is_refused(web: Web) -> None:
     _register(web)
     course = web.courses[0]
     _, answer, posted = _launch(web, "teacher1", course)
     assert answer.status_code == 303
     replay = httpx.post(f"{web.url}/lti/launch", data=posted)
     assert replay.status_code == 400 and "already used" in replay.text
-    student = next(u["login_id"] for u in web.district.canvas.state["users"].values()
-                   if any(e["user_id"] == u["id"] and e["type"] == "StudentEnrollment" and str(e["course_id"]) == course
-                          for e in web.district.canvas.state["enrollments"].values()))
-    _, learner, _ = _launch(web, student, course)
-    assert learner.status_code == 403 and "Learner" in learner.text
+
+
+def test_a_student_sees_only_their_own_grades_and_can_send_their_score(web: Web) -> None:
+    _register(web)
+    course = web.courses[0]
+    canvas = web.district.canvas.state
+    students = [u for u in canvas["users"].values()
+                if any(e["user_id"] == u["id"] and e["type"] == "StudentEnrollment" and str(e["course_id"]) == course
+                       for e in canvas["enrollments"].values())]
+    me, others = students[0], students[1:]
+    browser, answer, _ = _launch(web, me["login_id"], course)
+    assert answer.status_code == 303 and answer.headers["location"] == f"/my/{SOURCE}/{course}"
+    page = browser.get(f"{web.url}{answer.headers['location']}")
+    assert page.status_code == 200 and "My grades" in page.text
+    for other in others:  # nothing of any other student: neither name nor id
+        assert other["name"] not in page.text and other["sortable_name"] not in page.text
+    assert browser.get(f"{web.url}/courses/{SOURCE}/{course}").status_code == 403  # not Grade Sync
+    assert browser.get(f"{web.url}/api/v1/courses/{SOURCE}/{course}/students").status_code == 403
+    assert browser.post(f"{web.url}/my/{SOURCE}/{course}/sync").status_code == 403  # no CSRF token
+    sent = browser.post(f"{web.url}/my/{SOURCE}/{course}/sync", data={"csrf_token": csrf_of(page.text)})
+    assert sent.status_code == 303
+    deadline = time.monotonic() + 30
+    while "in progress" in browser.get(f"{web.url}/my/{SOURCE}/{course}/progress").text:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    ps = web.district.powerschool.state
+    dcid = next(int(d) for d, s in ps["students"].items() if str(s["local_id"]) == me["sis_user_id"])
+    assert ps["scores"] and {s["studentsdcid"] for s in ps["scores"].values()} == {dcid}  # only this student's
+    assert "in sync" in browser.get(f"{web.url}/my/{SOURCE}/{course}").text
 
 
 def test_passback_serves_its_keys_and_its_developer_key(web: Web) -> None:

@@ -29,6 +29,7 @@ from passback.store.history import get_run, get_run_items, list_course_runs
 from passback.store.identity import Pairing
 from passback.store.leases import holder_of
 
+STAFF_ROLES = ("Administrator", "Instructor", "TeachingAssistant")  # a Learner's course is not a Grade Sync course
 ITEM_OUTCOMES = ("created", "updated", "unchanged", "deleted", "skipped", "error")
 ERRORS_AND_SKIPS = ("error", "skipped")  # what the Grade Sync page shows of a run unless asked for more
 
@@ -114,7 +115,8 @@ async def visible_courses(store: Store, settings: Settings, user: dict[str, Any]
         if user.get("is_admin"):
             ids = await source_courses(store, settings, source, destination)
         else:
-            ids = [str(g["course_id"]) for g in granted if g["source_connection_id"] == source.id]
+            ids = [str(g["course_id"]) for g in granted if g["source_connection_id"] == source.id
+                   and g.get("role") in STAFF_ROLES]
         for course_id in ids:
             latest = list_course_runs(store, Pairing(source.id, destination.id), course_id, limit=1)
             listed.append({"source": source.name, "destination": destination.name, "course_id": course_id,

@@ -96,8 +96,9 @@ class Launch:
     deployment_id: str
     source_connection_id: int
     target_link_uri: str = ""
-    lineitems_url: str | None = None  # the AGS endpoint claim, for issue 11's score passback
+    lineitems_url: str | None = None  # the AGS endpoint claim: where a tool posts scores into this course
     ags_scopes: tuple[str, ...] = ()
+    source_user_id: str | None = None  # the person's id in the source (Canvas's user id): a learner's own grades
 
 
 # --- passback's own keys ---------------------------------------------------------------------------
@@ -137,8 +138,9 @@ def developer_key_json(base_url: str, title: str = "Grade Sync") -> dict[str, An
     """Canvas's LTI 1.3 developer key configuration ("Configure an LTI Key", method "Paste JSON").
 
     One course navigation placement, opened in a new tab (passback's pages are not meant for
-    an iframe), visible to course admins (teachers, TAs, designers) and account admins, not
-    to students (``visibility: admins``). The custom fields give the course's and the
+    an iframe), visible to every member of the course (``visibility: members``): teachers,
+    TAs and admins land on the course's Grade Sync page, a student on their own grades and
+    sync state (and nothing of anyone else's). The custom fields give the course's and the
     user's Canvas ids and login, which passback matches with the Canvas connection.
     """
     base = base_url.rstrip("/")
@@ -169,7 +171,7 @@ def developer_key_json(base_url: str, title: str = "Grade Sync") -> dict[str, An
                     "text": title,
                     "windowTarget": "_blank",
                     "default": "enabled",
-                    "visibility": "admins",
+                    "visibility": "members",
                 }],
             },
         }],
@@ -532,6 +534,7 @@ def _launch(claims: dict[str, Any], platform: dict[str, Any], state: lti_store.L
         target_link_uri=state.target_link_uri,
         lineitems_url=ags["lineitems"] if isinstance(ags.get("lineitems"), str) else None,
         ags_scopes=tuple(s for s in scopes if isinstance(s, str)) if isinstance(scopes, list) else (),
+        source_user_id=_custom(claims, "canvas_user_id") or _custom(claims, "user_id"),
     )
 
 

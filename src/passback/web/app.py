@@ -25,7 +25,7 @@ from passback.services.live import LiveRuns
 from passback.services.scheduler import EmbeddedScheduler
 from passback.settings import Settings, get_settings
 from passback.store.db import Store, open_store
-from passback.web import admin_pages, api, lti_routes, pages
+from passback.web import admin_pages, api, learner_pages, lti_routes, pages
 from passback.web.deps import Forbidden, SignInRequired
 from passback.web.rendering import render
 from passback.web.security import SESSION_COOKIE, CsrfRefused, check_csrf, session_secret
@@ -106,4 +106,5 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *, 
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(admin_pages.router)
+    app.include_router(learner_pages.router)
     return app

@@ -101,3 +101,17 @@ CourseDep = Annotated[CourseRef, Depends(course)]
 def actor_of(user: dict[str, Any]) -> str:
     """Who a run or a setup change is attributed to."""
     return str(user.get("username"))[:100]
+
+
+def learner_course(request: Request, source: str, course_id: str, user: UserDep, store: StoreDep,
+                   settings: SettingsDep) -> tuple[CourseRef, str]:
+    """The course in the path and the student this person is in it, from their launch as a learner."""
+    learner = request.session.get("learner") or {}
+    ref = course_ref(store, settings, source, course_id)
+    if learner.get("source") != ref.source.id or learner.get("course") != ref.course_id or not learner.get("student"):
+        raise Forbidden("This page shows a student their own grades; open Grade Sync from the course in the LMS "
+                        "as a student of it.")
+    return ref, str(learner["student"])
+
+
+LearnerDep = Annotated[tuple[CourseRef, str], Depends(learner_course)]

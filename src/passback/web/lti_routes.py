@@ -2,8 +2,8 @@
 
 The checks live in services/lti (signature against the platform's JWKS, iss, aud, azp,
 nonce, state, exp, deployment id); here the launch becomes a session: the person, the
-course they launched from (granted to them), and their role in it. Learners are not
-shown Grade Sync: its pages act on every student's grades.
+course they launched from (granted to them), and their role in it. A learner lands on
+their own grades (web/learner_pages): Grade Sync's pages act on every student's grades.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from passback.web.deps import Forbidden, SettingsDep, StoreDep
 
 router = APIRouter(prefix="/lti", tags=["lti"])
 STAFF_ROLES = ("Administrator", "Instructor", "TeachingAssistant")
+LEARNER = "Learner"
 
 
 def public_base(request: Request) -> str:
@@ -46,9 +47,11 @@ async def launch(request: Request, store: StoreDep, settings: SettingsDep) -> Re
         raise lti.LtiError(f"The LMS refused the launch: {form.get('error')} ({form.get('error_description', '')}).")
     launched = await lti.complete_launch(store, settings, id_token=str(form.get("id_token", "")),
                                          state=str(form.get("state", "")))
-    if launched.role not in STAFF_ROLES:
-        raise Forbidden("Grade Sync is for the course's instructors and the district's staff; "
-                        "your role in this course is " + launched.role + ".")
+    if launched.role not in (*STAFF_ROLES, LEARNER):
+        raise Forbidden(f"Grade Sync has nothing for the role {launched.role} in this course.")
+    if launched.role == LEARNER and not launched.source_user_id:
+        raise lti.LtiError("The launch does not say which student you are (the custom field canvas_user_id is "
+                           "missing); an admin adds it to the developer key's custom fields.")
     user = accounts.user_for_launch(store, issuer=launched.issuer, subject=launched.subject,
                                     name=launched.name or launched.login, login=launched.login)
     accounts.grant_course(store, user_id=user["id"], source_connection_id=launched.source_connection_id,
@@ -57,6 +60,10 @@ async def launch(request: Request, store: StoreDep, settings: SettingsDep) -> Re
     remember_name(store, ref.source.id, ref.course_id, launched.context_title)
     request.session.clear()
     request.session.update(user_id=user["id"], via="lti", role=launched.role)
+    if launched.role == LEARNER:  # a student: their own grades only, kept in the signed session
+        request.session["learner"] = {"source": ref.source.id, "course": ref.course_id,
+                                      "student": launched.source_user_id}
+        return RedirectResponse(f"/my/{ref.source.name}/{ref.course_id}", status_code=303)
     return RedirectResponse(f"/courses/{ref.source.name}/{ref.course_id}", status_code=303)
 
 

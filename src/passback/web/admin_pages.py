@@ -22,8 +22,8 @@ from passback.store.connections import connection_refs
 from passback.store.history import list_audit, list_runs
 from passback.web.deps import AdminDep, SettingsDep, StoreDep, actor_of
 from passback.web.lti_routes import public_base
-from passback.web.pages import _back, _flash, _take_flash
 from passback.web.rendering import render
+from passback.web.responses import back_to, flash, take_flash
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 FormStr = Annotated[str, Form()]
@@ -41,7 +41,7 @@ def admin_home(request: Request, admin: AdminDep) -> HTMLResponse:
 @router.get("/connections", response_class=HTMLResponse)
 def connections(request: Request, admin: AdminDep, store: StoreDep) -> HTMLResponse:
     return render(request, "admin/connections.html", {"connections": connection_refs(store),
-                                                      "flash": _take_flash(request)})
+                                                      "flash": take_flash(request)})
 
 
 @router.post("/connections/{name}/test")
@@ -49,10 +49,10 @@ async def test_connection(request: Request, name: str, admin: AdminDep, store: S
                           settings: SettingsDep) -> Response:
     try:
         shown = await test_saved(store, settings, name)
-        _flash(request, f"{name}: it works ({shown}).")
+        flash(request, f"{name}: it works ({shown}).")
     except PassbackError as exc:
-        _flash(request, f"{name}: {exc}", "error")
-    return _back(request, "/admin/connections")
+        flash(request, f"{name}: {exc}", "error")
+    return back_to(request, "/admin/connections")
 
 
 # --- district settings -------------------------------------------------------------------------
@@ -62,7 +62,7 @@ async def test_connection(request: Request, name: str, admin: AdminDep, store: S
 def district(request: Request, admin: AdminDep, store: StoreDep, settings: SettingsDep) -> HTMLResponse:
     return render(request, "admin/district.html", {"district": get_district(store, settings),
                                                    "connections": connection_refs(store),
-                                                   "flash": _take_flash(request)})
+                                                   "flash": take_flash(request)})
 
 
 def _routes(text: str) -> list[dict[str, str]]:
@@ -91,8 +91,8 @@ def save_district(request: Request, admin: AdminDep, store: StoreDep, settings: 
                                       "nightly_window_start": nightly_window_start,
                                       "nightly_window_end": nightly_window_end, "time_zone": time_zone,
                                       "routes": _routes(routes)}, actor=actor_of(admin))
-    _flash(request, "District settings saved.")
-    return _back(request, "/admin/district")
+    flash(request, "District settings saved.")
+    return back_to(request, "/admin/district")
 
 
 # --- LTI platforms -------------------------------------------------------------------------------
@@ -103,7 +103,7 @@ def lti_platforms(request: Request, admin: AdminDep, store: StoreDep) -> HTMLRes
     base = public_base(request)
     return render(request, "admin/lti.html", {
         "platforms": lti.list_platforms(store), "connections": connection_refs(store), "base": base,
-        "developer_key": json.dumps(lti.developer_key_json(base), indent=2), "flash": _take_flash(request)})
+        "developer_key": json.dumps(lti.developer_key_json(base), indent=2), "flash": take_flash(request)})
 
 
 @router.post("/lti")
@@ -118,15 +118,15 @@ def register_platform(request: Request, admin: AdminDep, store: StoreDep, name: 
                           jwks_url=jwks_url.strip(), deployment_ids=[d.strip() for d in deployment_ids.split(",")
                                                                      if d.strip()],
                           source_connection_id=found.id)
-    _flash(request, f"Platform {name} registered.")
-    return _back(request, "/admin/lti")
+    flash(request, f"Platform {name} registered.")
+    return back_to(request, "/admin/lti")
 
 
 @router.post("/lti/{platform_id}/remove")
 def remove_platform(request: Request, platform_id: int, admin: AdminDep, store: StoreDep) -> Response:
     lti.remove_platform(store, platform_id)
-    _flash(request, "Platform removed.")
-    return _back(request, "/admin/lti")
+    flash(request, "Platform removed.")
+    return back_to(request, "/admin/lti")
 
 
 # --- users -----------------------------------------------------------------------------------------
@@ -136,7 +136,7 @@ def remove_platform(request: Request, platform_id: int, admin: AdminDep, store: 
 def users(request: Request, admin: AdminDep, store: StoreDep) -> HTMLResponse:
     listed = [u | {"courses": accounts.courses_of(store, u["id"])} for u in accounts.list_users(store)]
     return render(request, "admin/users.html", {"users": listed, "connections": connection_refs(store),
-                                                "flash": _take_flash(request)})
+                                                "flash": take_flash(request)})
 
 
 @router.post("/users")
@@ -144,8 +144,8 @@ def add_user(request: Request, admin: AdminDep, store: StoreDep, username: FormS
              display_name: FormStr = "", is_admin: Annotated[str | None, Form()] = None) -> Response:
     accounts.add_user(store, username=username.strip(), display_name=display_name.strip() or None, password=password,
                       is_admin=is_admin == "on")
-    _flash(request, f"User {username} added.")
-    return _back(request, "/admin/users")
+    flash(request, f"User {username} added.")
+    return back_to(request, "/admin/users")
 
 
 @router.post("/users/{user_id}/grant")
@@ -156,8 +156,8 @@ def grant(request: Request, user_id: int, admin: AdminDep, store: StoreDep, sour
         raise Invalid(f"No connection {source!r}.")
     accounts.grant_course(store, user_id=user_id, source_connection_id=found.id, course_id=course_id.strip(),
                           role=role, granted_by=actor_of(admin))
-    _flash(request, f"Course {course_id} assigned.")
-    return _back(request, "/admin/users")
+    flash(request, f"Course {course_id} assigned.")
+    return back_to(request, "/admin/users")
 
 
 # --- state reporting ---------------------------------------------------------------------------------
@@ -181,7 +181,7 @@ async def state_reporting(request: Request, admin: AdminDep, store: StoreDep, se
         latest = next((r for r in list_runs(store, 50) if r.get("pipeline") == "statereport"), None)
         errors = explain_run(store, latest["id"]) if latest else None
     return render(request, "admin/state.html", {"posted": posted, "ods": ods, "status": shown, "lines": lines,
-                                                "errors": errors, "flash": _take_flash(request)})
+                                                "errors": errors, "flash": take_flash(request)})
 
 
 @router.post("/state-reporting/toggle")
@@ -189,8 +189,8 @@ def state_toggle(request: Request, admin: AdminDep, store: StoreDep, settings: S
     _, ods = _state_pair(store)
     if ods is None:
         raise Invalid("There is no Ed-Fi connection; add one with `passback connect edfi`.")
-    _flash(request, statereport.toggle(store, settings, ods, on == "on")["message"])
-    return _back(request, "/admin/state-reporting")
+    flash(request, statereport.toggle(store, settings, ods, on == "on")["message"])
+    return back_to(request, "/admin/state-reporting")
 
 
 @router.post("/state-reporting/map-task")
@@ -201,8 +201,8 @@ def state_map_task(request: Request, admin: AdminDep, store: StoreDep, settings:
         raise Invalid("There is no Ed-Fi connection; add one with `passback connect edfi`.")
     statereport.map_task(store, settings, ods, task.strip(), grade_type.strip(),
                          [p.strip() for p in periods.split(",") if p.strip()])
-    _flash(request, f"Task {task} mapped.")
-    return _back(request, "/admin/state-reporting")
+    flash(request, f"Task {task} mapped.")
+    return back_to(request, "/admin/state-reporting")
 
 
 @router.post("/state-reporting/send")
@@ -213,9 +213,9 @@ async def state_send(request: Request, admin: AdminDep, store: StoreDep, setting
         raise Invalid("State reporting needs a posted-grades source and an Ed-Fi connection.")
     result = await statereport.report(store, settings, posted, ods, resync=resync == "1", actor=actor_of(admin))
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
-    _flash(request, f"{'Resync' if resync == '1' else 'Sync'}: {result.status}" + (f" ({counts})." if counts else "."),
+    flash(request, f"{'Resync' if resync == '1' else 'Sync'}: {result.status}" + (f" ({counts})." if counts else "."),
            "error" if result.counts.get("error") or result.failure else "ok")
-    return _back(request, "/admin/state-reporting")
+    return back_to(request, "/admin/state-reporting")
 
 
 # --- the audit log --------------------------------------------------------------------------------

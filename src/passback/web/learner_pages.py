@@ -15,6 +15,7 @@ from passback.services import courses
 from passback.services.leases import Busy
 from passback.web.deps import LearnerDep, LiveDep, SettingsDep, StoreDep, UserDep, actor_of
 from passback.web.rendering import render
+from passback.web.responses import flash, take_flash
 
 router = APIRouter(prefix="/my", include_in_schema=False)
 
@@ -35,7 +36,7 @@ async def my_grades(request: Request, learner: LearnerDep, store: StoreDep, sett
     mine = next((s for s in view["students"] if s["student_id"] == student), None)
     return render(request, "my_grades.html", {
         "ref": ref, "course": view["course"], "me": mine, "base": f"/my/{ref.source.name}/{ref.course_id}",
-        "progress": _private(courses.in_progress(store, live, ref)), "flash": request.session.pop("flash", None)})
+        "progress": _private(courses.in_progress(store, live, ref)), "flash": take_flash(request)})
 
 
 @router.get("/{source}/{course_id}/progress", response_class=HTMLResponse)
@@ -57,6 +58,5 @@ async def send_my_score(request: Request, learner: LearnerDep, user: UserDep, st
     try:
         live.start(store, settings, ref.request(actor=actor_of(user), student_id=student), label="Sync of your score")
     except Busy:
-        request.session["flash"] = {"message": "A sync of this course is running; try again in a minute.",
-                                    "kind": "warn"}
+        flash(request, "A sync of this course is running; try again in a minute.", "warn")
     return RedirectResponse(base, status_code=303)

@@ -28,6 +28,7 @@ from passback.web.deps import (
     optional_user,
 )
 from passback.web.rendering import render
+from passback.web.responses import back_to, flash, take_flash
 from passback.web.security import CSRF_FIELD, CsrfRefused, csrf_token
 
 router = APIRouter(include_in_schema=False)
@@ -37,21 +38,6 @@ OptionalForm = Annotated[str | None, Form()]
 
 def _course_url(ref: Any, tail: str = "") -> str:
     return f"/courses/{quote(ref.source.name)}/{quote(ref.course_id)}{tail}"
-
-
-def _back(request: Request, url: str) -> Response:
-    """After a form: htmx swaps in the page again; a plain POST is redirected (no resubmission on reload)."""
-    if request.headers.get("hx-request"):
-        return Response(status_code=204, headers={"HX-Redirect": url})
-    return RedirectResponse(url, status_code=303)
-
-
-def _flash(request: Request, message: str, kind: str = "ok") -> None:
-    request.session["flash"] = {"message": message, "kind": kind}
-
-
-def _take_flash(request: Request) -> dict[str, str] | None:
-    return request.session.pop("flash", None)
 
 
 # --- sign-in --------------------------------------------------------------------------------
@@ -112,7 +98,7 @@ def grade_sync(request: Request, ref: CourseDep, store: StoreDep, live: LiveDep,
         "ref": ref, "name": courses.course_name(store, ref), "runs": history, "detail": detail,
         "filters": {"outcome": outcome or "", "assignment": assignment or "", "student": student or ""},
         "outcomes": courses.ITEM_OUTCOMES, "progress": courses.in_progress(store, live, ref),
-        "schedule": courses.next_scheduled(store, ref), "flash": _take_flash(request), "base": _course_url(ref)})
+        "schedule": courses.next_scheduled(store, ref), "flash": take_flash(request), "base": _course_url(ref)})
 
 
 @router.get("/courses/{source}/{course_id}/progress", response_class=HTMLResponse)
@@ -134,7 +120,7 @@ async def sync_now(request: Request, ref: CourseDep, user: UserDep, store: Store
     except Busy as busy:
         if request.headers.get("hx-request"):
             return render(request, "_message.html", {"message": str(busy), "kind": "warn"}, status_code=409)
-        _flash(request, str(busy), "warn")
+        flash(request, str(busy), "warn")
         return RedirectResponse(_course_url(ref), status_code=303)
     if request.headers.get("hx-request"):
         return render(request, "_progress.html", {"progress": courses.in_progress(store, live, ref),
@@ -156,9 +142,9 @@ def set_schedule(request: Request, ref: CourseDep, user: UserDep, store: StoreDe
     schedules.set_schedule(store, settings, source_connection_id=ref.source.id,
                            destination_connection_id=ref.destination.id, course_id=ref.course_id,
                            mode=None if mode == "none" else mode, actor=actor_of(user))
-    _flash(request, {"nightly": "This course now syncs every night.", "manual": "Nothing is sent unless a person "
+    flash(request, {"nightly": "This course now syncs every night.", "manual": "Nothing is sent unless a person "
                      "asks (manual only).", "none": "The course has no schedule."}[mode])
-    return _back(request, _course_url(ref))
+    return back_to(request, _course_url(ref))
 
 
 # --- setup (U3) ------------------------------------------------------------------------------
@@ -171,7 +157,7 @@ async def setup_page(request: Request, ref: CourseDep, store: StoreDep, settings
     courses.remember_name(store, ref.source.id, ref.course_id, readiness.course_name)
     return render(request, "setup.html", {
         "ref": ref, "name": readiness.course_name, "readiness": readiness, "categories": categories,
-        "source_label": ref.source.kind.capitalize(), "flash": _take_flash(request), "base": _course_url(ref)})
+        "source_label": ref.source.kind.capitalize(), "flash": take_flash(request), "base": _course_url(ref)})
 
 
 @router.post("/courses/{source}/{course_id}/setup/categories/import")
@@ -179,9 +165,9 @@ async def import_categories(request: Request, ref: CourseDep, user: UserDep, sto
                             settings: SettingsDep) -> Response:
     report = await setup.import_categories(store, settings, ref.route, ref.course_id, actor=actor_of(user))
     made = [r["category"] for r in report if r["status"] == "imported"]
-    _flash(request, f"Imported {len(made)} categories: {', '.join(made)}." if made else
+    flash(request, f"Imported {len(made)} categories: {', '.join(made)}." if made else
            "Every destination category is already in the course.")
-    return _back(request, _course_url(ref, "/setup"))
+    return back_to(request, _course_url(ref, "/setup"))
 
 
 @router.post("/courses/{source}/{course_id}/setup/categories/map")
@@ -189,12 +175,12 @@ async def map_category(request: Request, ref: CourseDep, user: UserDep, store: S
                        source_category_id: FormStr, dest_category_id: FormStr) -> Response:
     if not dest_category_id:
         await setup.unmap_category(store, settings, ref.route, ref.course_id, source_category_id, actor=actor_of(user))
-        _flash(request, "The category is no longer mapped.")
+        flash(request, "The category is no longer mapped.")
     else:
         mapping = await setup.map_category(store, settings, ref.route, ref.course_id, source_category_id,
                                            dest_category_id, actor=actor_of(user))
-        _flash(request, f"{mapping.source_category_name} now goes to {mapping.dest_category_name}.")
-    return _back(request, _course_url(ref, "/setup"))
+        flash(request, f"{mapping.source_category_name} now goes to {mapping.dest_category_name}.")
+    return back_to(request, _course_url(ref, "/setup"))
 
 
 @router.post("/courses/{source}/{course_id}/setup/switch")
@@ -202,8 +188,8 @@ async def switch(request: Request, ref: CourseDep, user: UserDep, store: StoreDe
                  assignment_id: FormStr, on: FormStr) -> Response:
     wanted = on == "on"
     await setup.set_switch(store, settings, ref.route, ref.course_id, assignment_id, wanted, actor=actor_of(user))
-    _flash(request, f"Sync is {'on' if wanted else 'off'} for that assignment.")
-    return _back(request, _course_url(ref, "/setup"))
+    flash(request, f"Sync is {'on' if wanted else 'off'} for that assignment.")
+    return back_to(request, _course_url(ref, "/setup"))
 
 
 @router.post("/courses/{source}/{course_id}/setup/link")
@@ -211,28 +197,28 @@ async def link(request: Request, ref: CourseDep, user: UserDep, store: StoreDep,
                assignment_id: FormStr, dest_assignment_id: FormStr) -> Response:
     if dest_assignment_id in ("", "new"):
         await setup.unlink_assignment(store, settings, ref.route, ref.course_id, assignment_id, actor=actor_of(user))
-        _flash(request, "The assignment will go to a new destination assignment on the next sync.")
+        flash(request, "The assignment will go to a new destination assignment on the next sync.")
     else:
         linked = await setup.link_assignment(store, settings, ref.route, ref.course_id, assignment_id,
                                              dest_assignment_id, actor=actor_of(user))
-        _flash(request, f"Linked to the existing destination assignment {linked['name']}.")
-    return _back(request, _course_url(ref, "/setup"))
+        flash(request, f"Linked to the existing destination assignment {linked['name']}.")
+    return back_to(request, _course_url(ref, "/setup"))
 
 
 @router.post("/courses/{source}/{course_id}/setup/unlink")
 async def unlink(request: Request, ref: CourseDep, user: UserDep, store: StoreDep, settings: SettingsDep,
                  assignment_id: FormStr) -> Response:
     had = await setup.unlink_assignment(store, settings, ref.route, ref.course_id, assignment_id, actor=actor_of(user))
-    _flash(request, "Unlinked; the destination keeps what it holds." if had else "That assignment was not linked.")
-    return _back(request, _course_url(ref, "/setup"))
+    flash(request, "Unlinked; the destination keeps what it holds." if had else "That assignment was not linked.")
+    return back_to(request, _course_url(ref, "/setup"))
 
 
 @router.post("/courses/{source}/{course_id}/setup/fix")
 async def fix(request: Request, ref: CourseDep, user: UserDep, store: StoreDep, settings: SettingsDep,
               assignment_id: FormStr, code: FormStr) -> Response:
     done = await setup.apply_fix(store, settings, ref.route, ref.course_id, assignment_id, code, actor=actor_of(user))
-    _flash(request, f"Changed in {ref.source.kind.capitalize()}: {done['applied']}.")
-    return _back(request, _course_url(ref, "/setup"))
+    flash(request, f"Changed in {ref.source.kind.capitalize()}: {done['applied']}.")
+    return back_to(request, _course_url(ref, "/setup"))
 
 
 # --- the student view (U2) -------------------------------------------------------------------
@@ -244,7 +230,7 @@ async def students(request: Request, ref: CourseDep, store: StoreDep, settings: 
     view = await courses.student_view(store, settings, ref, student or None)
     return render(request, "students.html", {"ref": ref, "view": view, "base": _course_url(ref),
                                              "progress": courses.in_progress(store, live, ref),
-                                             "student": student or "", "flash": _take_flash(request)})
+                                             "student": student or "", "flash": take_flash(request)})
 
 
 @router.get("/errors", response_class=HTMLResponse)
@@ -255,7 +241,7 @@ def errors(request: Request, user: UserDep) -> HTMLResponse:
 @router.get("/account", response_class=HTMLResponse)
 def account(request: Request, user: UserDep, store: StoreDep, settings: SettingsDep) -> HTMLResponse:
     return render(request, "account.html", {"tokens": accounts.list_tokens(store, user["id"]),
-                                            "district": get_district(store, settings), "flash": _take_flash(request)})
+                                            "district": get_district(store, settings), "flash": take_flash(request)})
 
 
 @router.post("/account/tokens")

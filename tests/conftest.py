@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+import structlog
 import uvicorn
 
 from passback.emulators import canvas as canvas_emulator
@@ -26,6 +27,14 @@ from passback.sandbox.district import Credentials, DistrictShape, generate, scho
 from passback.store.db import Store, make_engine, migrate
 
 POSTGRES_URL = os.environ.get("PASSBACK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """The CLI run in process configures structlog (WARNING and up, filtered before any processor); a test
+    after it that captures info events would see none. Each test starts from structlog's defaults."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -221,7 +221,8 @@ def _secret(value: str | None, env_name: str | None, option: str) -> str | None:
 
 @app.command("connect")
 def connect(
-    kind: str = typer.Argument(..., help="canvas, schoology, powerschool, edfi or csv"),
+    kind: str = typer.Argument(..., help="canvas, schoology, courseware, oneroster_csv (sources); powerschool, "
+                                         "oneroster, lti_ags (gradebooks); edfi; csv (posted grades)"),
     name: str = typer.Option(..., help="A name to refer to this connection by."),
     url: str = typer.Option(..., help="Base URL, e.g. https://district.instructure.com (csv: the export's path)."),
     token: str = typer.Option(None, help="Canvas access token.", envvar="PASSBACK_CONNECT_TOKEN"),
@@ -236,6 +237,9 @@ def connect(
                                         envvar="PASSBACK_CONNECT_CONSUMER_SECRET"),
     consumer_secret_env: str = typer.Option(None, "--consumer-secret-env", metavar="VAR",
                                             help="Read the Schoology consumer secret from this variable."),
+    oneroster_version: str = typer.Option(None, "--oneroster-version", help="OneRoster: v1p1 (default) or v1p2."),
+    token_url: str = typer.Option(None, "--token-url", help="OneRoster: the provider's OAuth 2 token URL, when it "
+                                                             "is not {url}/oauth/token."),
     replace: bool = typer.Option(False, "--replace", help="Save over the connection of this name."),
     no_check: bool = typer.Option(False, "--no-check", help="Save without trying the URL and credentials first."),
 ) -> None:
@@ -245,7 +249,8 @@ def connect(
         given = {"token": _secret(token, token_env, "--token-env"), "client_id": client_id,
                  "client_secret": _secret(client_secret, client_secret_env, "--client-secret-env"),
                  "consumer_key": consumer_key,
-                 "consumer_secret": _secret(consumer_secret, consumer_secret_env, "--consumer-secret-env")}
+                 "consumer_secret": _secret(consumer_secret, consumer_secret_env, "--consumer-secret-env"),
+                 "version": oneroster_version, "token_url": token_url}
         store = open_store(settings)
         checked = None if no_check else asyncio.run(connection_service.probe(kind, url, given, settings))
         connection_service.save(store, settings, name=name, kind=kind, url=url, credentials=given, replace=replace)
@@ -1015,6 +1020,94 @@ def map_year(year: list[int] = typer.Argument(..., help="School years with valid
              destination: str = EdFiOpt, json_out: bool = typer.Option(False, "--json")) -> None:
     """The school years grades are sent for."""
     _prefs(json_out, _change(destination, {"school_years": sorted(set(year))}))
+
+
+# --- courseware: recalculate and sync (seed 002) ---------------------------------------------------
+
+courseware_app = typer.Typer(no_args_is_help=True, help="Courseware course scores: recalculate and sync (seed 002).")
+app.add_typer(courseware_app, name="courseware")
+
+
+def _signed(value: float | None) -> str:
+    return "" if value is None else f"{value:+g}"
+
+
+@courseware_app.command("recalc")
+def courseware_recalc(
+    course: str = typer.Option(..., "--course", help="Course id in the courseware."),
+    student: str = typer.Option(None, "--student", help="Only this student (courseware user id): Sync Score."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show whose score would change, and by how much."),
+    source: str = typer.Option(SANDBOX_SOURCE, "--source", help="Courseware connection name."),
+    destination: str = typer.Option(SANDBOX_DESTINATION, "--destination", help="Destination connection name."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Recalculate every student's course score from the current point values and send only the changes."""
+    from passback.services.courseware import recalculate
+
+    settings = get_settings()
+    store = open_store(settings)
+    with _friendly_errors():
+        report = asyncio.run(recalculate(store, settings, Route(source, destination), course, student_id=student,
+                                         dry_run=dry_run, actor=os_user()))
+    code = exit_code([RunResult(report["run_id"], report["status"], report["counts"], failure=report["failure"])])
+    if json_out:
+        _emit_json(report)
+        raise typer.Exit(code)
+    column = report["column"] or {}
+    possible = column.get("points_possible") or {}
+    sent, new = (("-" if possible.get(k) is None else f"{possible[k]:g}") for k in ("sent", "new"))
+    console.print(f"Course {course} ({report['passback_mode']} passback): course score out of {sent} -> {new} "
+                  f"points ({column.get('action', '-')}).")
+    table = Table("student", "SIS id", "sent", "now", "change", "outcome",
+                  title="Would change" if dry_run else "Changed")
+    for row in report["changes"]:
+        shown = [("" if row[k] is None else f"{row[k]:g}") for k in ("old", "new")]
+        table.add_row(f"{row['student_id']} {row['name'] or ''}", row["sis_id"] or "", *shown, _signed(row["delta"]),
+                      row["outcome"] or row["action"])
+    console.print(table)
+    for row in report["left"]:
+        console.print(f"not sent: {row['student_id']} {row['name'] or ''}: {escape(row['reason'] or row['action'])}")
+    console.print(f"{len(report['unchanged'])} unchanged.")
+    _print_result(RunResult(report["run_id"], report["status"], report["counts"], failure=report["failure"]))
+    raise typer.Exit(code)
+
+
+# --- LTI: platforms and the AGS gradebook connection ------------------------------------------------
+
+lti_app = typer.Typer(no_args_is_help=True, help="LTI 1.3: registered platforms, and passback writing into their gradebooks.")
+app.add_typer(lti_app, name="lti")
+
+
+@lti_app.command("platforms")
+def lti_platforms(json_out: bool = typer.Option(False, "--json")) -> None:
+    """The LMS platforms registered for the LTI launch (the admin's LTI page lists the same)."""
+    from passback.services import lti as lti_service
+
+    with _friendly_errors():
+        platforms = lti_service.list_platforms(open_store(get_settings()))
+    if json_out:
+        _emit_json(platforms)
+        return
+    for platform in platforms:
+        console.print(f"{platform['id']}  {platform['name']}  {platform['issuer']}  client {platform['client_id']}  "
+                      f"deployments {', '.join(platform['deployment_ids'])}")
+
+
+@lti_app.command("ags-connect")
+def lti_ags_connect(platform: int = typer.Option(..., "--platform", help="The platform's id (passback lti platforms)."),
+                    name: str = typer.Option(..., help="A name for the gradebook connection."),
+                    url: str = typer.Option(None, help="The platform's API host (default: its LMS connection's URL)."),
+                    replace: bool = typer.Option(False, "--replace", help="Refresh it (after the tool key rotated).")
+                    ) -> None:
+    """Save an LTI Advantage AGS gradebook connection to a registered platform, signed with passback's tool key."""
+    from passback.services import lti_ags
+
+    settings = get_settings()
+    with _friendly_errors():
+        saved = lti_ags.save_ags_connection(open_store(settings), settings, platform, name=name, url=url, replace=replace)
+    console.print(f"Saved connection {saved.name!r} (lti_ags, {saved.base_url}); passback signs its token requests "
+                  "with its LTI tool key. Match each course's sections to its line items container with "
+                  "`passback match section`.")
 
 
 # --- the store -----------------------------------------------------------------------------------

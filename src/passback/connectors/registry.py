@@ -14,8 +14,12 @@ from typing import Any
 from passback.connectors.base import Destination, RecordsDestination, Source
 from passback.connectors.canvas.config import CanvasConfig
 from passback.connectors.config import ConnectionConfig
+from passback.connectors.courseware.config import CoursewareConfig
 from passback.connectors.csv_export.config import CsvExportConfig
 from passback.connectors.edfi.config import EdFiConfig
+from passback.connectors.lti_ags.config import LtiAgsConfig
+from passback.connectors.oneroster.config import OneRosterConfig
+from passback.connectors.oneroster_csv.config import OneRosterCsvConfig
 from passback.connectors.powerschool.config import PowerSchoolConfig
 from passback.connectors.schoology.config import SchoologyConfig
 from passback.errors import Invalid
@@ -42,6 +46,20 @@ def _schoology_source(config: Any, http: HttpOptions) -> Source:
 
     return SchoologySource(SchoologyClient(config.url, config.consumer_key, config.consumer_secret,
                                            concurrency=http.concurrency, timeout=http.timeout))
+
+
+def _courseware_source(config: Any, http: HttpOptions) -> Source:
+    from passback.connectors.courseware.client import CoursewareClient
+    from passback.connectors.courseware.source import CoursewareSource
+
+    return CoursewareSource(CoursewareClient(config.url, config.token, concurrency=http.concurrency,
+                                             timeout=http.timeout))
+
+
+def _oneroster_csv_source(config: Any, http: HttpOptions) -> Source:
+    from passback.connectors.oneroster_csv.source import OneRosterCsvSource
+
+    return OneRosterCsvSource(config.url)
 
 
 def _powerschool_client(config: Any, http: HttpOptions) -> Any:
@@ -77,6 +95,19 @@ def _edfi(config: Any, http: HttpOptions) -> RecordsDestination:
                                       concurrency=http.concurrency, timeout=http.timeout))
 
 
+def _oneroster_client(config: Any, http: HttpOptions) -> Any:
+    from passback.connectors.oneroster.client import OneRosterClient
+
+    return OneRosterClient(config.url, config.client_id, config.client_secret, version=config.version,
+                           token_url=config.token_endpoint(), concurrency=http.concurrency, timeout=http.timeout)
+
+
+def _oneroster(config: Any, http: HttpOptions) -> Destination:
+    from passback.connectors.oneroster.destination import OneRosterDestination
+
+    return OneRosterDestination(_oneroster_client(config, http))
+
+
 async def _probe_canvas(config: Any, http: HttpOptions) -> str:
     from passback.connectors.canvas.client import CanvasClient
 
@@ -100,6 +131,17 @@ async def _probe_schoology(config: Any, http: HttpOptions) -> str:
     return "the consumer key and secret were accepted"
 
 
+async def _probe_courseware(config: Any, http: HttpOptions) -> str:
+    from passback.connectors.courseware.client import CoursewareClient
+
+    client = CoursewareClient(config.url, config.token, concurrency=1, timeout=http.timeout)
+    try:
+        await client.get("/courses", params={"limit": 1})
+    finally:
+        await client.aclose()
+    return "the API token was accepted"
+
+
 async def _probe_powerschool(config: Any, http: HttpOptions) -> str:
     client = _powerschool_client(config, http)
     try:
@@ -120,6 +162,15 @@ async def _probe_edfi(config: Any, http: HttpOptions) -> str:
     return "the ODS/API answered and the key and secret were accepted"
 
 
+async def _probe_oneroster(config: Any, http: HttpOptions) -> str:
+    client = _oneroster_client(config, http)
+    try:
+        await client.get_json(f"{client.rostering}/academicSessions", {"limit": 1})  # the token, then the path
+    finally:
+        await client.aclose()
+    return f"the client id and secret were accepted and OneRoster {config.version} answered"
+
+
 async def _probe_csv(config: Any, http: HttpOptions) -> str:
     from pathlib import Path
 
@@ -129,6 +180,56 @@ async def _probe_csv(config: Any, http: HttpOptions) -> str:
     with path.open("rb") as handle:
         handle.read(1)
     return "the export file can be read"
+
+
+async def _probe_oneroster_csv(config: Any, http: HttpOptions) -> str:
+    """Open the zip and check its manifest (version, files), without reading the rows."""
+    import asyncio
+    import zipfile
+    from pathlib import Path
+
+    from passback.connectors.oneroster_csv.binding import files_to_read, manifest_of
+    from passback.errors import SourceError
+
+    path = Path(config.url)
+    if not path.is_file():
+        raise Invalid(f"There is no file at {path}; export the OneRoster CSV bundle (a .zip) there, or give its path.")
+
+    def check() -> str:
+        try:
+            with zipfile.ZipFile(path) as bundle:
+                manifest = manifest_of(bundle, str(path))
+                files = files_to_read(manifest, bundle.namelist(), str(path))
+        except zipfile.BadZipFile as exc:
+            raise Invalid(f"{path} is not a zip file ({exc}); export the OneRoster CSV bundle as a .zip.") from exc
+        except SourceError as exc:  # the file is there, its content is not what passback can read
+            raise Invalid(str(exc)) from exc
+        return f"a OneRoster {manifest.version} bundle with {', '.join(files)}"
+
+    return await asyncio.to_thread(check)
+
+
+def _lti_ags_client(config: Any, http: HttpOptions, concurrency: int | None = None) -> Any:
+    from passback.connectors.lti_ags.client import AgsClient
+
+    return AgsClient(config.url, config.client_id, config.token_url, config.private_key, config.key_id,
+                     audience=config.assertion_audience, concurrency=concurrency or http.concurrency,
+                     timeout=http.timeout)
+
+
+def _lti_ags(config: Any, http: HttpOptions) -> Destination:
+    from passback.connectors.lti_ags.destination import LtiAgsDestination
+
+    return LtiAgsDestination(_lti_ags_client(config, http))
+
+
+async def _probe_lti_ags(config: Any, http: HttpOptions) -> str:
+    client = _lti_ags_client(config, http, concurrency=1)
+    try:
+        await client.auth.fetch_token()  # the client id, the signed assertion and the platform's key check
+    finally:
+        await client.aclose()
+    return "the platform accepted passback's signed client assertion"
 
 
 @dataclass(frozen=True)
@@ -149,8 +250,12 @@ class ConnectorKind:
 KINDS: dict[str, ConnectorKind] = {k.name: k for k in (
     ConnectorKind(CanvasConfig, {SOURCE: _canvas_source}, _probe_canvas),
     ConnectorKind(SchoologyConfig, {SOURCE: _schoology_source}, _probe_schoology),
+    ConnectorKind(OneRosterCsvConfig, {SOURCE: _oneroster_csv_source}, _probe_oneroster_csv),
+    ConnectorKind(CoursewareConfig, {SOURCE: _courseware_source}, _probe_courseware),
     ConnectorKind(PowerSchoolConfig, {DESTINATION: _powerteacher, POSTED: _powerschool_posted}, _probe_powerschool),
     ConnectorKind(EdFiConfig, {RECORDS: _edfi}, _probe_edfi),
+    ConnectorKind(LtiAgsConfig, {DESTINATION: _lti_ags}, _probe_lti_ags),
+    ConnectorKind(OneRosterConfig, {DESTINATION: _oneroster}, _probe_oneroster),
     ConnectorKind(CsvExportConfig, {POSTED: _csv_posted}, _probe_csv),
 )}
 

@@ -34,7 +34,9 @@ Contract (canvas-lms ``lib/api.rb``, ``app/middleware/request_throttle.rb``,
 
 * LTI 1.3: Canvas as the platform that launches a tool from a course's navigation
   (``passback.emulators.lti_platform``: developer keys, the launch, the authorization
-  endpoint, the platform's JWKS; in process ``app.state.lti_platform``).
+  endpoint, the platform's JWKS; in process ``app.state.lti_platform``), and its LTI
+  Advantage services (``passback.emulators.canvas_ags``: the client-credentials token
+  endpoint, line items backed by assignments, scores, results, names and roles).
 
 Control (never faulted or throttled): ``/_emulator/stats``, ``/_emulator/faults``,
 ``/_emulator/throttle``, ``/_emulator/state``, ``/_emulator/writes`` (every write the
@@ -59,6 +61,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from passback.emulators.app import emulator_app
+from passback.emulators.canvas_ags import ags_routes
 from passback.emulators.faults import FaultConfig
 from passback.emulators.lti_platform import LtiPlatform, lti_routes
 from passback.emulators.state import StateFile
@@ -601,9 +604,11 @@ def create_app(
 
     lti = LtiPlatform(emu, mark_dirty=lambda: setattr(store, "dirty", True))
     lti_pages, lti_control = lti_routes(emu, lti)  # browser pages: no token, not throttled
+    ags_services = ags_routes(emu, lti, mark_dirty=lambda: setattr(store, "dirty", True))  # LTI tokens, not API ones
     app = emulator_app(
         [courses, course, sections, enrollments, assignment_groups, assignment_group, assignments,
-         assignment, grade, submit, bulk_submissions, grading_standards, sis_assignments, *lti_pages],
+         assignment, grade, submit, bulk_submissions, grading_standards, sis_assignments, *lti_pages,
+         *ags_services],
         emulator=emu, faults=faults, state_file=store,
         stats_extra=lambda: {"throttled": throttle.throttled},
         control=[Route("/_emulator/throttle", throttle_control, methods=["GET", "POST"]), *lti_control],

@@ -124,8 +124,34 @@ class Score(_Frozen):
     unreadable: str | None = None  # why the source's value could not be read (neither sent nor cleared)
 
 
+class SourceProblem(_Frozen):
+    """A row of a file-based source that could not be read (``results.csv line 17: ...``).
+
+    A file source is read whole, so one bad row must not stop the others: it becomes a
+    problem, recorded on the run as an error with its own fix, and what it would have
+    said is withheld. ``assignment_id`` names the assignment the row belongs to, when the
+    row says: such an assignment is neither deleted nor cleared in the destination while
+    its row cannot be read (a typo in an export must not remove a column the SIS holds).
+    """
+
+    file: str
+    line: int
+    problem: str
+    fix: str
+    assignment_id: str | None = None
+    student_id: str | None = None
+
+    @property
+    def text(self) -> str:
+        return f"{self.file} line {self.line}: {self.problem}"
+
+
 class CourseSnapshot(_Frozen):
-    """Everything passback needs of one course, read at one moment."""
+    """Everything passback needs of one course, read at one moment.
+
+    ``problems`` are the rows a file-based source could not read (an API source has none):
+    the snapshot holds every good row, the run records each problem as an error.
+    """
 
     course: Course
     sections: tuple[Section, ...]
@@ -135,6 +161,7 @@ class CourseSnapshot(_Frozen):
     assignments: tuple[Assignment, ...]
     scores: tuple[Score, ...]
     grading_scheme: tuple[GradingSchemeEntry, ...] = ()
+    problems: tuple[SourceProblem, ...] = ()
 
     def student_sections(self) -> dict[str, tuple[str, ...]]:
         by_student: dict[str, list[str]] = {}

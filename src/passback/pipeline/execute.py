@@ -22,6 +22,7 @@ import structlog
 
 from passback.connectors.base import Destination
 from passback.errors import AlreadyExists, DestinationError, OutcomeUnknown, TargetGone
+from passback.model import SourceProblem
 from passback.model.values import CreatedAssignment, DestinationContext, IdAssignment, ScoreWrite
 from passback.pipeline.plan import (
     ASSIGNMENT,
@@ -59,6 +60,25 @@ def _item(kind: str, key: str, outcome: str, *, dest_id: str | None = None,
         ctx.update({k: v for k, v in finding.context.items() if v is not None})
     return ItemOutcome(object_kind=kind, source_id=key, outcome=outcome, dest_id=dest_id,
                        code=code, message=message, context=ctx)
+
+
+SOURCE_ROW = "source_row"
+
+
+def problem_item(problem: SourceProblem, course_id: str) -> ItemOutcome:
+    """A row the source could not read, as a run item: an error naming file and line, with the row's fix.
+
+    Keyed ``course:assignment[:student]`` when the row says which, so the course's history
+    finds it under that assignment and student; else ``course:FILE line N``.
+    """
+    parts = [course_id, problem.assignment_id or f"{problem.file} line {problem.line}"]
+    if problem.student_id:
+        parts.append(problem.student_id)
+    finding = Finding("source-row-unreadable", {"file": problem.file, "line": problem.line,
+                                                "problem": problem.problem, "fix": problem.fix})
+    context = {"course_id": course_id, "assignment_id": problem.assignment_id, "student_id": problem.student_id}
+    return _item(SOURCE_ROW, ":".join(parts), "error", finding=finding,
+                 context={k: v for k, v in context.items() if v is not None})
 
 
 class Executor:

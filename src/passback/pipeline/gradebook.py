@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
 from passback.connectors.base import Destination, Source
 from passback.model import CourseSnapshot
 from passback.model.values import DestinationContext
-from passback.pipeline.execute import Executor
-from passback.pipeline.plan import ASSIGNMENT, SCORE, Plan, PlanInputs, Scope, build_plan
+from passback.pipeline.execute import Executor, problem_item
+from passback.pipeline.plan import ASSIGNMENT, DELETE, SCORE, Plan, PlanInputs, Scope, build_plan
+from passback.pipeline.record import Unit
 from passback.pipeline.run import Pipeline, PipelineOutcome, RunContext, RunOptions, RunRequest
 from passback.rules.matching import Matching, destination_section_ids, matching_from
 from passback.store.db import Store
@@ -49,11 +51,28 @@ async def _given(snapshot: CourseSnapshot) -> CourseSnapshot:
     return snapshot
 
 
+def keep_withheld(plan: Plan, snapshot: CourseSnapshot) -> Plan:
+    """No delete of an assignment whose row the source could not read this time.
+
+    The assignment is absent from the snapshot because its row was unreadable, not because
+    it was deleted in the source: deleting it (and its scores) in the destination would
+    turn a typo in an export into lost grades. The row's problem is recorded instead.
+    """
+    withheld = {p.assignment_id for p in snapshot.problems if p.assignment_id}
+    if withheld:
+        plan.steps = [s for s in plan.steps if not (s.action == DELETE and s.assignment_id in withheld)]
+    return plan
+
+
 async def plan_course(store: Store, connectors: GradebookConnectors, pairing: Pairing, scope: Scope,
                       options: RunOptions, *, overwrite_drift: bool = False, today: date | None = None,
                       phases: dict[str, float] | None = None,
-                      snapshot: CourseSnapshot | None = None) -> tuple[Plan, DestinationContext]:
-    """Read both systems and the store, and plan; ``snapshot`` reuses a course already read."""
+                      snapshot: CourseSnapshot | None = None,
+                      on_snapshot: Callable[[CourseSnapshot], None] | None = None) -> tuple[Plan, DestinationContext]:
+    """Read both systems and the store, and plan; ``snapshot`` reuses a course already read.
+
+    ``on_snapshot`` hears the course as read (the run records the rows the source could not read).
+    """
     phases = phases if phases is not None else {}
     source, destination = connectors.source, connectors.destination
     clock = time.perf_counter()
@@ -63,6 +82,8 @@ async def plan_course(store: Store, connectors: GradebookConnectors, pairing: Pa
         asyncio.to_thread(load_matching, store, pairing, scope.course_id),
     )
     phases["read_source"] = round(time.perf_counter() - clock, 3)
+    if on_snapshot is not None:
+        on_snapshot(snapshot)
     clock = time.perf_counter()
     context = await destination.load_context(destination_section_ids(snapshot.sections, matching))
     phases["read_destination"] = round(time.perf_counter() - clock, 3)
@@ -80,6 +101,7 @@ async def plan_course(store: Store, connectors: GradebookConnectors, pairing: Pa
         sync_switches=switches, today=today or date.today(),
         block_closed_terms=options.block_closed_terms, overwrite_drift=overwrite_drift, matching=matching,
     ))
+    plan = keep_withheld(plan, snapshot)
     phases["plan"] = round(time.perf_counter() - clock, 3)
     return plan, context
 
@@ -89,18 +111,24 @@ class GradebookPipeline(Pipeline):
 
     async def run(self, ctx: RunContext, connectors: GradebookConnectors) -> PipelineOutcome:
         request = ctx.request
+        read: list[CourseSnapshot] = []
         plan, context = await plan_course(
             ctx.store, connectors, ctx.pairing, scope_of(request), ctx.options,
-            overwrite_drift=request.overwrite_drift, today=request.today, phases=ctx.phases)
+            overwrite_drift=request.overwrite_drift, today=request.today, phases=ctx.phases, on_snapshot=read.append)
         if ctx.on_plan:
             ctx.on_plan(plan)
+        problems = read[0].problems if read else ()
         if request.dry_run:
             for outcome, n in plan.counts().items():
                 ctx.recorder.count(outcome, n)
-            return PipelineOutcome(status="dry_run", plan=plan, stats={"planned_writes": plan.writes()})
+            ctx.recorder.count("error", len(problems))
+            return PipelineOutcome(status="dry_run", plan=plan, stats={"planned_writes": plan.writes()},
+                                   problems=[p.text for p in problems])
+        if problems:  # the rows the source could not read: errors on the run, each with its file, line and fix
+            await asyncio.to_thread(ctx.recorder.add, Unit(items=[problem_item(p, plan.course_id) for p in problems]))
         executor = Executor(connectors.destination, context, ctx.recorder, ctx.options.concurrency, ctx.progress,
                             source_kind=getattr(connectors.source, "kind", None))
         with ctx.phase("write_and_record"):
             await executor.run(plan)
         ctx.phases["record"] = round(ctx.recorder.seconds, 3)
-        return PipelineOutcome(plan=plan)
+        return PipelineOutcome(plan=plan, problems=[p.text for p in problems])

@@ -52,6 +52,37 @@ VOCABULARY: dict[str, tuple[tuple[str, str], ...]] = {
         ("Canvas submission", "Schoology grade"),
         ("Canvas", "Schoology"),
     ),
+    # A OneRoster CSV export has no assignment groups and no sync switch: lineItems carry a
+    # categorySourcedId, and what the export holds is what the SIS is meant to receive.
+    "oneroster_csv": (
+        ("an imported/synced assignment group", "a category of categories.csv"),
+        ("an imported/synced category", "a category of categories.csv"),
+        ("an imported assignment group", "a category of categories.csv"),
+        ("an imported assignment category", "a category of categories.csv"),
+        ("an assignment category", "a category"),
+        ("imported/synced assignment group", "category of categories.csv"),
+        ("imported/synced category", "category of categories.csv"),
+        ("imported assignment group", "category of categories.csv"),
+        ("imported assignment category", "category of categories.csv"),
+        ("Re-import Assignment Groups", "Give the lineItem the categorySourcedId of one of the teacher's categories"),
+        ("set to Post to SIS", "in the export"),
+        ("Disable Sync to SIS for that assignment", "Leave that lineItem out of the export"),
+        ("Disable Sync to SIS for this assignment", "Leave this lineItem out of the export"),
+        ("disable Sync to SIS for the assignment", "leave its lineItem out of the export"),
+        ("Sync to SIS is enabled for an assignment", "The export holds a lineItem"),
+        ("Assignment Groups", "categories"),
+        ("assignment groups", "categories"),
+        ("assignment group", "category"),
+        ("assignment category", "category"),
+        ("Canvas submission", "result"),
+        ('a points possible of "none"', "a blank resultValueMax"),
+        ('to be out of 0 points instead of "none"', "to have a resultValueMax (0 or more)"),
+        ("Search for student_", "Search for student "),
+        ("from the People page in your course", "in users.csv"),
+        ('Add "/assignments/', 'Look for lineItem "'),
+        ('" to the end of your course URL', '" in lineItems.csv'),
+        ("Canvas", "the OneRoster export"),
+    ),
 }
 
 
@@ -315,6 +346,17 @@ _ENTRIES = [
         ),
     ),
     CatalogueEntry(
+        code="source-row-unreadable",
+        outcome="error",
+        message="{file} line {line}: {problem}",
+        meaning=(
+            "A row of a file-based source (a OneRoster CSV export) could not be read: a value the "
+            "format does not allow, a reference to a record the export does not hold, or a row "
+            "missing a field. That row is neither sent nor cleared; every other row was read and synced."
+        ),
+        fix="{fix}",
+    ),
+    CatalogueEntry(
         code="assignment-linked-by-another-run",
         outcome="skipped",
         message=(
@@ -354,6 +396,16 @@ _ENTRIES = [
         message="The destination refused passback's credentials: {detail}",
         meaning="The plugin credentials are wrong, revoked or expired.",
         fix="Check the plugin's client id and secret and save the connection again.",
+    ),
+    CatalogueEntry(
+        code="destination-scope-missing",
+        outcome="error",
+        message="The destination refused the request: passback's credentials lack a permission it needs: {detail}",
+        meaning=(
+            "The OneRoster server answered 403: the client id was not granted the scopes passback asks for "
+            "(roster-core.readonly, gradebook.readonly, gradebook.createput, gradebook.delete)."
+        ),
+        fix="Ask the SIS administrator to grant those scopes to passback's client id, then sync again.",
     ),
     CatalogueEntry(
         code="destination-rejected",

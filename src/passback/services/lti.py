@@ -57,6 +57,7 @@ AGS_SCOPES = (
     "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly",
     "https://purl.imsglobal.org/spec/lti-ags/scope/score",
 )
+NRPS_SCOPE = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"  # the AGS destination's roster
 TEACHING_ASSISTANT_URI = LIS + "membership/Instructor#TeachingAssistant"
 INSTRUCTOR_URI = LIS + "membership#Instructor"
 ROLE_OF_URI = {
@@ -156,7 +157,7 @@ def developer_key_json(base_url: str, title: str = "Grade Sync") -> dict[str, An
         "oidc_initiation_url": f"{base}/lti/login",
         "target_link_uri": launch,
         "public_jwk_url": f"{base}/lti/jwks",
-        "scopes": list(AGS_SCOPES),
+        "scopes": [*AGS_SCOPES, NRPS_SCOPE],
         "extensions": [{
             "domain": parts.hostname,
             "tool_id": "passback",

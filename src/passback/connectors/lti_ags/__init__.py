@@ -1,0 +1,1 @@
+"""LTI Advantage Assignment and Grade Services as a gradebook destination (D4)."""

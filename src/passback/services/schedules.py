@@ -27,6 +27,7 @@ import structlog
 from passback.errors import Invalid, PassbackError
 from passback.pipeline.run import RunRequest, RunScope
 from passback.services.district import DistrictSettings, get_district
+from passback.services.courseware import is_manual
 from passback.services.leases import Busy
 from passback.services.runs import run
 from passback.settings import Settings
@@ -196,12 +197,26 @@ async def run_due(store: Store, settings: Settings, *, now: datetime | None = No
     return run_ids
 
 
+async def _manual_passback(store: Store, settings: Settings, row: dict[str, Any]) -> bool:
+    """Does the course itself say its scores go only when a person asks (a courseware course in manual mode)?
+
+    A source that cannot be asked is not manual here: the run then fails with the reason, in the history.
+    """
+    try:
+        return await is_manual(store, settings, row["source_connection_id"], row["course_id"])
+    except Exception:  # noqa: BLE001 - the run that follows says what is wrong, where people read it
+        return False
+
+
 async def _run_one(store: Store, settings: Settings, row: dict[str, Any], then: datetime) -> str | None:
     where = {"schedule_id": row["id"], "source_connection_id": row["source_connection_id"],
              "destination_connection_id": row["destination_connection_id"], "course_id": row["course_id"]}
     request = RunRequest(pipeline="gradebook", source_connection_id=row["source_connection_id"],
                          destination_connection_id=row["destination_connection_id"],
                          scope=RunScope(course_id=row["course_id"]), trigger=TRIGGER, actor=ACTOR)
+    if await _manual_passback(store, settings, row):
+        log.info("schedule_manual_passback", next_run_at=then, **where)  # seed 002: only when a person asks
+        return None
     try:
         result = await run(store, settings, request)
     except Busy:  # a person's run has the course now; tonight's is theirs, the schedule tries next night

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from passback.sandbox.control import EDFI_KEY, EDFI_SECRET, SCHOOLOGY_KEY, SCHOOLOGY_SECRET, Sandbox, SandboxInfo
 from passback.sandbox.edfi_district import default_preferences
+from passback.sandbox.oneroster_district import CLIENT_ID as ONEROSTER_ID
+from passback.sandbox.oneroster_district import CLIENT_SECRET as ONEROSTER_SECRET
 from passback.services import connections as connection_service
 from passback.services import district as district_service
 from passback.services import statereport as state_service
@@ -29,6 +31,9 @@ def save_sandbox_connections(settings: Settings, info: SandboxInfo, sandbox: San
     if "schoology" in info.systems:
         wanted["sandbox-schoology"] = ("schoology", info.url("schoology"), {
             "consumer_key": SCHOOLOGY_KEY, "consumer_secret": SCHOOLOGY_SECRET})
+    if "oneroster" in info.systems:  # OneRoster 1.2's gradebook service; --oneroster-version v1p1 works too
+        wanted["sandbox-oneroster"] = ("oneroster", info.url("oneroster"), {
+            "client_id": ONEROSTER_ID, "client_secret": ONEROSTER_SECRET, "version": "v1p2"})
     if "edfi" in info.systems:
         wanted["state-edfi"] = ("edfi", info.url("edfi"), {"client_id": EDFI_KEY, "client_secret": EDFI_SECRET})
         wanted["sis-export"] = ("csv", str(sandbox.sample_export), {})

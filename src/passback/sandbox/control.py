@@ -25,8 +25,8 @@ from passback.errors import Unavailable
 from passback.sandbox.district import Credentials, DistrictShape, generate
 
 SYSTEMS = ("canvas", "powerschool")  # what `sandbox up` serves unless told otherwise
-ALL_SYSTEMS = ("canvas", "powerschool", "schoology", "edfi")
-DEFAULT_PORTS = {"canvas": 8731, "powerschool": 8732, "schoology": 8733, "edfi": 8734}
+ALL_SYSTEMS = ("canvas", "powerschool", "schoology", "edfi", "oneroster")
+DEFAULT_PORTS = {"canvas": 8731, "powerschool": 8732, "schoology": 8733, "edfi": 8734, "oneroster": 8735}
 SCHOOLOGY_KEY, SCHOOLOGY_SECRET = "sandbox-schoology", "sandbox-schoology-secret"
 EDFI_KEY, EDFI_SECRET = "sandbox-edfi", "sandbox-edfi-secret"
 SAMPLE_EXPORT = "posted-grades.csv"
@@ -93,7 +93,7 @@ class Sandbox:
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_path("canvas").write_text(json.dumps(canvas))
         self.state_path("powerschool").write_text(json.dumps(powerschool))
-        for stale in ("schoology", "edfi"):
+        for stale in ("schoology", "edfi", "oneroster"):
             self.state_path(stale).unlink(missing_ok=True)
         self.sample_export.unlink(missing_ok=True)
         info = SandboxInfo(shape=asdict(shape), credentials=asdict(credentials))
@@ -110,6 +110,11 @@ class Sandbox:
             canvas = json.loads(self.state_path("canvas").read_text())
             self.state_path(system).write_text(json.dumps(schoology_from_canvas(canvas, SCHOOLOGY_KEY,
                                                                                 SCHOOLOGY_SECRET)))
+        elif system == "oneroster":  # the SIS that fed Canvas, serving OneRoster 1.1 and 1.2
+            from passback.sandbox.oneroster_district import oneroster_from_canvas
+
+            canvas = json.loads(self.state_path("canvas").read_text())
+            self.state_path(system).write_text(json.dumps(oneroster_from_canvas(canvas)))
         elif system == "edfi":
             from passback.connectors.csv_export.source import write_export
             from passback.sandbox.edfi_district import EdFiShape

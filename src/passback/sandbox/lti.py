@@ -3,7 +3,8 @@
 What an admin does by hand in a real district, done in one step for the sandbox: paste
 passback's developer key JSON into Canvas (the emulator answers with a client id and a
 deployment id, as Canvas's Developer Keys page does), then register that platform in
-passback. The launch URLs it returns are the course-navigation links a teacher clicks.
+passback, and save an AGS gradebook connection to it (passback writing scores into Canvas as
+a tool). The launch URLs it returns are the course-navigation links a teacher clicks.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from typing import Any
 
 import httpx
 
-from passback.services import lti
+from passback.services import lti, lti_ags
 from passback.settings import Settings
 from passback.store.connections import connection_refs
 from passback.store.db import Store
+
+
+AGS_CONNECTION = "sandbox-canvas-ags"  # passback as an LTI tool writing into this Canvas's gradebooks
 
 
 def connect_lti(store: Store, settings: Settings, *, canvas_url: str, passback_url: str,
@@ -32,6 +36,7 @@ def connect_lti(store: Store, settings: Settings, *, canvas_url: str, passback_u
         store, name="Sandbox Canvas", issuer=key["issuer"], client_id=key["client_id"],
         auth_login_url=key["auth_login_url"], auth_token_url=key["auth_token_url"], jwks_url=key["jwks_url"],
         deployment_ids=[key["deployment_id"]], source_connection_id=found.id)
+    lti_ags.save_ags_connection(store, settings, platform["id"], name=AGS_CONNECTION, replace=True)  # write back too
     state = httpx.get(f"{canvas_url.rstrip('/')}/_emulator/state", timeout=10).json()
     launches: dict[tuple[str, str], dict[str, Any]] = {}
     for enrollment in state["enrollments"].values():

@@ -24,16 +24,18 @@ def build_app(system: str, state_path: Path | None, faults: FaultConfig,  # type
         from passback.emulators.schoology import create_app
     elif system == "edfi":
         from passback.emulators.edfi import create_app
+    elif system == "oneroster":
+        from passback.emulators.oneroster import create_app
     else:
-        raise SystemExit(f"Unknown system {system!r}: choose canvas, schoology, powerschool or edfi.")
-    if system == "edfi":
+        raise SystemExit(f"Unknown system {system!r}: choose canvas, schoology, powerschool, edfi or oneroster.")
+    if system in ("edfi", "oneroster"):
         return create_app(faults=faults, state_path=state_path, flush_seconds=flush_seconds)
     return create_app(faults=faults, state_path=state_path)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("system", choices=["canvas", "schoology", "powerschool", "edfi"])
+    parser.add_argument("system", choices=["canvas", "schoology", "powerschool", "edfi", "oneroster"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--state", type=Path, help="JSON file the emulator loads and keeps")

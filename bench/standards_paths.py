@@ -32,7 +32,7 @@ from passback.emulators import oneroster as oneroster_emulator
 from passback.emulators import powerschool as powerschool_emulator
 from passback.logs import configure_logging
 from passback.pipeline.run import RunRequest, RunScope
-from passback.sandbox.courseware_district import courseware_token, generate_courseware
+from passback.sandbox.courseware_district import courseware_token, generate_courseware, lms_course_for
 from passback.sandbox.district import DistrictShape, generate
 from passback.sandbox.oneroster_bundle import write_bundle
 from passback.sandbox.oneroster_district import CLIENT_ID, CLIENT_SECRET, oneroster_from_canvas
@@ -156,7 +156,7 @@ def main() -> None:
         course_id = next(iter(cw["courses"]))
         with Served(canvas_emulator.create_app(canvas_state)) as canvas, \
                 Served(courseware_emulator.create_app(cw)) as served_cw:
-            gradebook = _canvas_course_for(canvas, cw, course_id)
+            gradebook = lms_course_for(canvas.app.state.emulator, cw, course_id)
             key = load_key(settings)
             lms = save_connection(store, key, name="lms", kind="canvas", base_url=canvas.url,
                                   credentials={"token": creds.canvas_token})
@@ -186,31 +186,6 @@ def main() -> None:
             done = timed("  five points per page, then recalculate and sync", served,
                          lambda: asyncio.run(courseware.recalculate(store, settings, route, course_id, actor="bench")))
             print(f"  {len(done['changes'])} scores changed and sent; {len(done.get('unchanged') or [])} unchanged")
-
-
-def _canvas_course_for(canvas: Served, cw: dict[str, Any], course_id: str) -> int:
-    """The LMS course the courseware is used in: the courseware's students, by SIS id."""
-    emu = canvas.app.state.emulator
-    state = emu.state
-    course, section = emu.new_id(), emu.new_id()
-    state["courses"][str(course)] = {
-        "id": course, "name": "Chemistry", "course_code": "CHEM", "sis_course_id": "CW", "workflow_state": "available",
-        "account_id": 1, "enrollment_term_id": 1, "start_at": None, "end_at": None, "time_zone": "America/Chicago",
-        "grading_standard_id": None, "default_view": "modules"}
-    state["sections"][str(section)] = {
-        "id": section, "name": "Period 1", "course_id": course, "nonxlist_course_id": None, "start_at": None,
-        "end_at": None, "restrict_enrollments_to_section_dates": False, "sis_section_id": "CW-1", "sis_course_id": "CW",
-        "integration_id": None}
-    for enrollment in [e for e in cw["enrollments"].values() if str(e["course_id"]) == course_id and e["role"] == "student"]:
-        student = cw["users"][str(enrollment["user_id"])]
-        user_id, enrollment_id = emu.new_id(), emu.new_id()
-        state["users"][str(user_id)] = {"id": user_id, "name": student["name"], "sortable_name": student["sortable_name"],
-                                        "short_name": student["name"], "sis_user_id": student["sis_id"],
-                                        "integration_id": None, "login_id": f"cw{student['sis_id']}"}
-        state["enrollments"][str(enrollment_id)] = {
-            "id": enrollment_id, "course_id": course, "course_section_id": section, "user_id": user_id,
-            "type": "StudentEnrollment", "role": "StudentEnrollment", "enrollment_state": "active", "sis_section_id": "CW-1"}
-    return course
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import pytest
 from passback.emulators import courseware as courseware_emulator
 from passback.emulators.faults import FaultConfig
 from passback.pipeline.run import RunRequest, RunScope
-from passback.sandbox.courseware_district import courseware_token, generate_courseware
+from passback.sandbox.courseware_district import courseware_token, generate_courseware, lms_course_for
 from passback.services import courseware, matching, runs
 from passback.services.connections import Route
 from passback.settings import Settings
@@ -67,39 +67,13 @@ class World:
         return {sis_of[user]: score for (_, user), score in read_back.items()}
 
 
-def _canvas_course_for(district: District, cw: dict[str, Any], course_id: str) -> int:
-    """The LMS course the courseware is used in: its students are the courseware's, by SIS id."""
-    emu = district.canvas.app.state.emulator
-    state = emu.state
-    course, section = emu.new_id(), emu.new_id()
-    state["courses"][str(course)] = {
-        "id": course, "name": "Chemistry", "course_code": "CHEM", "sis_course_id": "CW-CHEM", "workflow_state": "available",
-        "account_id": 1, "enrollment_term_id": 1, "start_at": None, "end_at": None, "time_zone": "America/Chicago",
-        "grading_standard_id": None, "default_view": "modules"}
-    state["sections"][str(section)] = {
-        "id": section, "name": "Period 1", "course_id": course, "nonxlist_course_id": None, "start_at": None,
-        "end_at": None, "restrict_enrollments_to_section_dates": False, "sis_section_id": "CW-CHEM-1",
-        "sis_course_id": "CW-CHEM", "integration_id": None}
-    for enrollment in [e for e in cw["enrollments"].values() if str(e["course_id"]) == course_id and e["role"] == "student"]:
-        student = cw["users"][str(enrollment["user_id"])]
-        user_id, enrollment_id = emu.new_id(), emu.new_id()
-        state["users"][str(user_id)] = {"id": user_id, "name": student["name"], "sortable_name": student["sortable_name"],
-                                        "short_name": student["name"], "sis_user_id": student["sis_id"],
-                                        "integration_id": None, "login_id": f"cw{student['sis_id']}"}
-        state["enrollments"][str(enrollment_id)] = {
-            "id": enrollment_id, "course_id": course, "course_section_id": section, "user_id": user_id,
-            "type": "StudentEnrollment", "role": "StudentEnrollment", "enrollment_state": "active",
-            "sis_section_id": "CW-CHEM-1"}
-    return course
-
-
 @pytest.fixture
 def world(sqlite_store: Store, tmp_path: Path, district: District) -> Iterator[World]:
     settings = Settings(data_dir=tmp_path, concurrency=4)
     cw = generate_courseware(seed=21, courses=1, students=9, pages=6, activities=5)
     course_id = next(iter(cw["courses"]))
     with ServedApp(courseware_emulator.create_app(cw, faults=FaultConfig(seed=7))) as served:
-        gradebook = _canvas_course_for(district, cw, course_id)
+        gradebook = lms_course_for(district.canvas.app.state.emulator, cw, course_id)
         _, destination = connect_ags(sqlite_store, settings, district)
         source = save_connection(sqlite_store, load_key(settings), name="courseware", kind="courseware",
                                  base_url=served.url, credentials={"token": courseware_token(cw)})

@@ -178,3 +178,32 @@ def powerschool_for(courseware: dict[str, Any], client_id: str = "sandbox-plugin
                                          "expression": "1(A)", "students": roster}
     ps["next_id"] = next(ids) + 100_000
     return ps
+
+
+def lms_course_for(canvas: Any, courseware: dict[str, Any], course_id: str, name: str = "Chemistry") -> int:
+    """The LMS course a courseware course is used in, added to the Canvas emulator ``canvas``
+    (its ``CanvasEmulator``): the courseware's students, by SIS id, in one section. Returns its id."""
+    state = canvas.state
+    course, section = canvas.new_id(), canvas.new_id()
+    sis_course, sis_section = f"CW-{course_id}", f"CW-{course_id}-1"
+    state["courses"][str(course)] = {
+        "id": course, "name": name, "course_code": sis_course, "sis_course_id": sis_course,
+        "workflow_state": "available", "account_id": 1, "enrollment_term_id": 1, "start_at": None, "end_at": None,
+        "time_zone": TIME_ZONE, "grading_standard_id": None, "default_view": "modules"}
+    state["sections"][str(section)] = {
+        "id": section, "name": "Period 1", "course_id": course, "nonxlist_course_id": None, "start_at": None,
+        "end_at": None, "restrict_enrollments_to_section_dates": False, "sis_section_id": sis_section,
+        "sis_course_id": sis_course, "integration_id": None}
+    for enrollment in courseware["enrollments"].values():
+        if str(enrollment["course_id"]) != str(course_id) or enrollment["role"] != "student":
+            continue
+        student = courseware["users"][str(enrollment["user_id"])]
+        user_id, enrollment_id = canvas.new_id(), canvas.new_id()
+        state["users"][str(user_id)] = {"id": user_id, "name": student["name"], "sortable_name": student["sortable_name"],
+                                        "short_name": student["name"], "sis_user_id": student["sis_id"],
+                                        "integration_id": None, "login_id": f"cw{student['sis_id']}"}
+        state["enrollments"][str(enrollment_id)] = {
+            "id": enrollment_id, "course_id": course, "course_section_id": section, "user_id": user_id,
+            "type": "StudentEnrollment", "role": "StudentEnrollment", "enrollment_state": "active",
+            "sis_section_id": sis_section}
+    return course

@@ -108,6 +108,13 @@ def _oneroster(config: Any, http: HttpOptions) -> Destination:
     return OneRosterDestination(_oneroster_client(config, http))
 
 
+def _oneroster_source(config: Any, http: HttpOptions) -> Source:
+    """A OneRoster server's gradebook read as a source (classes as courses), with the same client and scopes."""
+    from passback.connectors.oneroster.source import OneRosterSource
+
+    return OneRosterSource(_oneroster_client(config, http))
+
+
 async def _probe_canvas(config: Any, http: HttpOptions) -> str:
     from passback.connectors.canvas.client import CanvasClient
 
@@ -255,7 +262,7 @@ KINDS: dict[str, ConnectorKind] = {k.name: k for k in (
     ConnectorKind(PowerSchoolConfig, {DESTINATION: _powerteacher, POSTED: _powerschool_posted}, _probe_powerschool),
     ConnectorKind(EdFiConfig, {RECORDS: _edfi}, _probe_edfi),
     ConnectorKind(LtiAgsConfig, {DESTINATION: _lti_ags}, _probe_lti_ags),
-    ConnectorKind(OneRosterConfig, {DESTINATION: _oneroster}, _probe_oneroster),
+    ConnectorKind(OneRosterConfig, {SOURCE: _oneroster_source, DESTINATION: _oneroster}, _probe_oneroster),
     ConnectorKind(CsvExportConfig, {POSTED: _csv_posted}, _probe_csv),
 )}
 

@@ -504,10 +504,22 @@ def _moment(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def map_tables(where: str, version: str, tables: dict[str, Table]) -> Bundle:
+    """OneRoster rows (by the CSV binding's file and column names) mapped to every class's gradebook.
+
+    The one mapping of OneRoster to the canonical model, shared by both bindings: the CSV
+    bundle's tables, and the REST binding's objects flattened into the same tables
+    (:mod:`passback.connectors.oneroster.source`), so a class reads the same whichever way
+    the SIS serves it. ``version`` is ``1.1`` or ``1.2``; ``tables`` is keyed by file name
+    (``results.csv``), each with the required files of :data:`.binding.REQUIRED_FILES`. Pure.
+    """
+    return _Reader(where, version, tables).read()
+
+
 def parse_bundle(path: str, data: bytes) -> Bundle:
     """The whole bundle, read: every class's gradebook and every problem. Pure (no I/O)."""
     manifest, tables = read_tables(path, data)
-    return _Reader(path, manifest.version, tables).read()
+    return map_tables(path, manifest.version, tables)
 
 
 class OneRosterCsvSource(Source):

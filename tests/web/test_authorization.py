@@ -22,7 +22,7 @@ from tests.web.conftest import SOURCE, Web, csrf_of
 PUBLIC = {  # open to anyone, each for its reason
     ("GET", "/"): "redirects to sign-in or to the course list",
     ("GET", "/login"): "the sign-in form",
-    ("POST", "/login"): "signing in (checks the form's CSRF token itself)",
+    ("POST", "/login"): "signing in (its form carries the CSRF token like every other)",
     ("POST", "/logout"): "signing out",
     ("GET", "/lti/login"): "OIDC login initiation from the LMS (state and nonce protect it)",
     ("POST", "/lti/login"): "OIDC login initiation from the LMS",

@@ -15,6 +15,7 @@ from passback.pipeline.plan import Plan
 from passback.pipeline.run import RunRequest, RunScope
 from passback.rules.catalogue import CATALOGUE, entry
 from passback.services import runs
+from passback.services.accounts import STAFF_ROLES
 from passback.services.connections import Route, open_route
 from passback.services.district import get_district
 from passback.services.history import explain_item
@@ -29,7 +30,6 @@ from passback.store.history import get_run, get_run_items, list_course_runs
 from passback.store.identity import Pairing
 from passback.store.leases import holder_of
 
-STAFF_ROLES = ("Administrator", "Instructor", "TeachingAssistant")  # a Learner's course is not a Grade Sync course
 ITEM_OUTCOMES = ("created", "updated", "unchanged", "deleted", "skipped", "error")
 ERRORS_AND_SKIPS = ("error", "skipped")  # what the Grade Sync page shows of a run unless asked for more
 
@@ -72,9 +72,9 @@ def _connection(store: Store, name_or_id: str | int) -> ConnectionRef:
 def destination_of(store: Store, settings: Settings, source: str | int) -> ConnectionRef:
     """The destination the district routes this source's courses to."""
     connection = _connection(store, source)
-    for route in get_district(store, settings).routes:
-        if route.source == connection.name:
-            return _connection(store, route.destination)
+    destination = get_district(store, settings).destination_of(connection.name)
+    if destination is not None:
+        return _connection(store, destination)
     raise NoRoute(f"Courses of {connection.name} have no destination yet. An admin sets one under "
                   "District settings, Routes (source connection and the destination its grades go to).")
 

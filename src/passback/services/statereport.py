@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from passback.connectors.http import request_meter
-from passback.connectors.registry import RECORDS, kind_of
+from passback.connectors.registry import POSTED, RECORDS, kind_of
 from passback.errors import Invalid
 from passback.pipeline.edfi_sending import RESOURCE
 from passback.pipeline.run import Progress, RunRequest, RunResult, RunScope
@@ -33,7 +33,7 @@ from passback.rules.edfi_rules import EdFiPreferences
 from passback.services import runs
 from passback.services.connections import load, open_state_reporting
 from passback.settings import Settings
-from passback.store.connections import update_settings
+from passback.store.connections import connection_refs, update_settings
 from passback.store.db import Store
 from passback.store.events import pending
 from passback.store.history import empty_counts
@@ -211,3 +211,15 @@ def status_lines(shown: dict[str, Any]) -> list[str]:
     else:
         lines.append("mappings unchanged since the last send")
     return lines
+
+
+def district_pair(store: Store) -> tuple[str | None, str | None]:
+    """The district's state-reporting pair: (posted-grades source, ODS) by the roles their kinds play.
+
+    A connection that only exports posted grades (a csv export) comes before a SIS that is also
+    a gradebook; either is None when the district has none.
+    """
+    refs = connection_refs(store)
+    ods = next((c.name for c in refs if RECORDS in kind_of(c.kind).roles), None)
+    posted = sorted((c for c in refs if POSTED in kind_of(c.kind).roles), key=lambda c: len(kind_of(c.kind).roles))
+    return (posted[0].name if posted else None), ods

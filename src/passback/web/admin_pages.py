@@ -8,7 +8,7 @@ saved.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
@@ -27,7 +27,6 @@ from passback.web.responses import back_to, flash, take_flash
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 FormStr = Annotated[str, Form()]
-RECORD_KINDS, POSTED_KINDS = ("edfi",), ("csv", "powerschool")
 
 
 @router.get("", response_class=HTMLResponse)
@@ -163,17 +162,9 @@ def grant(request: Request, user_id: int, admin: AdminDep, store: StoreDep, sour
 # --- state reporting ---------------------------------------------------------------------------------
 
 
-def _state_pair(store: Any) -> tuple[str | None, str | None]:
-    refs = connection_refs(store)
-    ods = next((c.name for c in refs if c.kind in RECORD_KINDS), None)
-    posted = next((c.name for c in refs if c.kind == "csv"), None) or \
-        next((c.name for c in refs if c.kind in POSTED_KINDS), None)
-    return posted, ods
-
-
 @router.get("/state-reporting", response_class=HTMLResponse)
 async def state_reporting(request: Request, admin: AdminDep, store: StoreDep, settings: SettingsDep) -> HTMLResponse:
-    posted, ods = _state_pair(store)
+    posted, ods = statereport.district_pair(store)
     shown, lines, errors = None, [], None
     if posted and ods:
         shown = await statereport.status(store, settings, posted, ods)
@@ -186,7 +177,7 @@ async def state_reporting(request: Request, admin: AdminDep, store: StoreDep, se
 
 @router.post("/state-reporting/toggle")
 def state_toggle(request: Request, admin: AdminDep, store: StoreDep, settings: SettingsDep, on: FormStr) -> Response:
-    _, ods = _state_pair(store)
+    _, ods = statereport.district_pair(store)
     if ods is None:
         raise Invalid("There is no Ed-Fi connection; add one with `passback connect edfi`.")
     flash(request, statereport.toggle(store, settings, ods, on == "on")["message"])
@@ -196,7 +187,7 @@ def state_toggle(request: Request, admin: AdminDep, store: StoreDep, settings: S
 @router.post("/state-reporting/map-task")
 def state_map_task(request: Request, admin: AdminDep, store: StoreDep, settings: SettingsDep, task: FormStr,
                    grade_type: FormStr, periods: FormStr = "") -> Response:
-    _, ods = _state_pair(store)
+    _, ods = statereport.district_pair(store)
     if ods is None:
         raise Invalid("There is no Ed-Fi connection; add one with `passback connect edfi`.")
     statereport.map_task(store, settings, ods, task.strip(), grade_type.strip(),
@@ -208,7 +199,7 @@ def state_map_task(request: Request, admin: AdminDep, store: StoreDep, settings:
 @router.post("/state-reporting/send")
 async def state_send(request: Request, admin: AdminDep, store: StoreDep, settings: SettingsDep,
                      resync: Annotated[str | None, Form()] = None) -> Response:
-    posted, ods = _state_pair(store)
+    posted, ods = statereport.district_pair(store)
     if posted is None or ods is None:
         raise Invalid("State reporting needs a posted-grades source and an Ed-Fi connection.")
     result = await statereport.report(store, settings, posted, ods, resync=resync == "1", actor=actor_of(admin))

@@ -15,7 +15,7 @@ from passback.services import courses
 from passback.services.leases import Busy
 from passback.web.deps import LearnerDep, LiveDep, SettingsDep, StoreDep, UserDep, actor_of
 from passback.web.rendering import render
-from passback.web.responses import flash, take_flash
+from passback.web.responses import flash, progress_fragment, take_flash
 
 router = APIRouter(prefix="/my", include_in_schema=False)
 
@@ -43,10 +43,8 @@ async def my_grades(request: Request, learner: LearnerDep, store: StoreDep, sett
 def my_progress(request: Request, learner: LearnerDep, store: StoreDep, live: LiveDep,
                 was_running: bool = False) -> Response:
     ref, _ = learner
-    now = _private(courses.in_progress(store, live, ref))
-    if now is None and was_running:
-        return Response(status_code=200, headers={"HX-Refresh": "true"})
-    return render(request, "_progress.html", {"progress": now, "base": f"/my/{ref.source.name}/{ref.course_id}"})
+    return progress_fragment(request, _private(courses.in_progress(store, live, ref)),
+                             f"/my/{ref.source.name}/{ref.course_id}", was_running)
 
 
 @router.post("/{source}/{course_id}/sync")

@@ -15,11 +15,11 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.datastructures import FormData, QueryParams
 
 from passback.services import accounts, lti
+from passback.services.accounts import STAFF_ROLES
 from passback.services.courses import course_ref, remember_name
 from passback.web.deps import Forbidden, SettingsDep, StoreDep
 
 router = APIRouter(prefix="/lti", tags=["lti"])
-STAFF_ROLES = ("Administrator", "Instructor", "TeachingAssistant")
 LEARNER = "Learner"
 
 

@@ -28,8 +28,8 @@ from passback.web.deps import (
     optional_user,
 )
 from passback.web.rendering import render
-from passback.web.responses import back_to, flash, take_flash
-from passback.web.security import CSRF_FIELD, CsrfRefused, csrf_token
+from passback.web.responses import back_to, flash, progress_fragment, take_flash
+from passback.web.security import csrf_token
 
 router = APIRouter(include_in_schema=False)
 FormStr = Annotated[str, Form()]
@@ -54,12 +54,8 @@ def login_page(request: Request, next: str = "/courses") -> HTMLResponse:
 
 
 @router.post("/login")
-async def login(request: Request, store: StoreDep, username: FormStr, password: FormStr,
-                next: Annotated[str, Form()] = "/courses") -> Response:
-    form = await request.form()
-    expected = request.session.get("csrf")
-    if not expected or form.get(CSRF_FIELD) != expected:
-        raise CsrfRefused("The sign-in form has expired. Reload the page and sign in again.")
+def login(request: Request, store: StoreDep, username: FormStr, password: FormStr,
+          next: Annotated[str, Form()] = "/courses") -> Response:
     user = accounts.authenticate(store, username, password)
     if user is None:
         return render(request, "login.html", {"next": next, "username": username,
@@ -103,10 +99,7 @@ def grade_sync(request: Request, ref: CourseDep, store: StoreDep, live: LiveDep,
 
 @router.get("/courses/{source}/{course_id}/progress", response_class=HTMLResponse)
 def progress(request: Request, ref: CourseDep, store: StoreDep, live: LiveDep, was_running: bool = False) -> Response:
-    now = courses.in_progress(store, live, ref)
-    if now is None and was_running:
-        return Response(status_code=200, headers={"HX-Refresh": "true"})
-    return render(request, "_progress.html", {"progress": now, "base": _course_url(ref)})
+    return progress_fragment(request, courses.in_progress(store, live, ref), _course_url(ref), was_running)
 
 
 @router.post("/courses/{source}/{course_id}/sync")

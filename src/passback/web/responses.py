@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
+
+from passback.web.rendering import render
 
 
 def back_to(request: Request, url: str) -> Response:
@@ -19,3 +23,10 @@ def flash(request: Request, message: str, kind: str = "ok") -> None:
 
 def take_flash(request: Request) -> dict[str, str] | None:
     return request.session.pop("flash", None)
+
+
+def progress_fragment(request: Request, progress: dict[str, Any] | None, base: str, was_running: bool) -> Response:
+    """The progress panel htmx polls; once the run it watched has ended, the whole page reloads (once)."""
+    if progress is None and was_running:
+        return Response(status_code=200, headers={"HX-Refresh": "true"})
+    return render(request, "_progress.html", {"progress": progress, "base": base})

@@ -24,7 +24,7 @@ from passback.settings import Settings
 from passback.vault import load_key
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CSRF_EXEMPT = frozenset({"/lti/login", "/lti/launch", "/login"})  # /login checks the token itself (see pages)
+CSRF_EXEMPT = frozenset({"/lti/login", "/lti/launch"})
 CSRF_FIELD, CSRF_HEADER = "csrf_token", "x-csrf-token"
 SESSION_COOKIE = "passback_session"
 

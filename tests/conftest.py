@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -27,6 +28,7 @@ from passback.sandbox.district import Credentials, DistrictShape, generate, scho
 from passback.store.db import Store, make_engine, migrate
 
 POSTGRES_URL = os.environ.get("PASSBACK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("PASSBACK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +69,53 @@ def postgres_url() -> str:
     if not _postgres_ready():
         pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}; the store tests need it.")
     return POSTGRES_URL
+
+
+def _redis_ready() -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The local Redis; started if it is down, a failure (never a skip) if it cannot be."""
+    if not _redis_ready():
+        try:
+            subprocess.run(["redis-server", "--daemonize", "yes", "--save", "", "--dir", tempfile.gettempdir()],
+                           check=False, capture_output=True)
+        except OSError:
+            pass  # no redis-server here: the failure below says what is missing
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _redis_ready():
+            time.sleep(0.2)
+    if not _redis_ready():
+        pytest.fail(f"Redis is not reachable at {REDIS_URL} (PASSBACK_TEST_REDIS_URL), and `redis-server --daemonize yes` "
+                    "did not start it; the shared-limits tests need a real Redis.")
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A Redis key prefix of the test's own; every key under it is deleted afterwards."""
+    import redis
+
+    prefix = f"passback-test:{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def _postgres_store(url: str) -> Iterator[Store]:

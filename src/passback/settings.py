@@ -28,7 +28,21 @@ class Settings(BaseSettings):
     session_secret: str | None = None  # signs the web's session cookies; derived from the credentials key if unset
     public_url: str | None = None  # where people and the LMS reach `passback serve`, e.g. https://passback.district.org
     scheduler_seconds: float = 30.0  # how often the embedded scheduler looks for due nightly syncs
+    reconcile_days: float = 7.0  # each course's scores are read whole at least this often (weekly reconciliation)
+    broker_url: str = "redis://127.0.0.1:6379/0"  # the task engine's broker (Redis; amqp://guest@127.0.0.1// for RabbitMQ)
+    requeue_seconds: float = 60.0  # how often the beat hands the workers again the runs queued too long
+    task_visibility_seconds: float = 300.0  # Redis: an unacknowledged task (its worker died) is delivered again after this
     lease_seconds: float = 60.0  # a run renews its lease every third of this; a dead run's expires after it
+    # Canvas Live Events (POST /events/canvas): the publisher's keys, and how a burst of changes becomes one sync.
+    live_events_jwks_url: str | None = None  # where the signing keys of Live Events are published (a connection may override)
+    live_events_allow_unsigned: bool = False  # accept plain JSON events (no signature): only on a trusted network
+    live_events_quiet_seconds: float = 2.0  # a course syncs once no event came for this long...
+    live_events_max_wait_seconds: float = 10.0  # ...or this long after its first pending event, whichever is first
+    live_events_jwks_refetch_seconds: float = 10.0  # an unknown key id refetches the keys at most this often
+    # Limits per destination (a connection's kind and URL) shared by every worker process, kept in Redis.
+    redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0; unset: each process keeps its own cap (concurrency)
+    destination_concurrency: int | None = None  # in flight per destination, all workers together (default: concurrency)
+    destination_rate: float | None = None  # requests started per second per destination, all workers together (unset: none)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

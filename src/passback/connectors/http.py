@@ -8,7 +8,6 @@ was lost raises :class:`UncertainWrite`, and the caller decides (look up, then a
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import datetime
 import email.utils
@@ -27,6 +26,8 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+
+from passback.connectors.limits import Limiter, LimiterUnavailable, LocalLimiter
 
 request_meter: contextvars.ContextVar[Counter[str] | None] = contextvars.ContextVar("request_meter", default=None)
 """Requests sent by the current run, by system; each run sets its own, tasks inherit it."""
@@ -120,6 +121,8 @@ PASS = object()
 class HttpClient:
     """An httpx client with a cap on requests in flight and the retry rule above.
 
+    The cap is ``limiter`` (:mod:`passback.connectors.limits`): by default this process's
+    own ``concurrency``; a shared one keeps a destination's caps across every worker.
     ``classify`` lets a connector name its own retryable answers (Canvas throttles with
     a 403 whose body says so); ``before_request`` lets it pace itself (Canvas's bucket).
     """
@@ -130,6 +133,7 @@ class HttpClient:
         *,
         name: str = "http",
         concurrency: int = 8,
+        limiter: Limiter | None = None,
         policy: RetryPolicy | None = None,
         classify: Callable[[httpx.Response], RetryableError | object | None] | None = None,
         before_request: Callable[[], Awaitable[None]] | None = None,
@@ -137,7 +141,7 @@ class HttpClient:
     ) -> None:
         self.client = client
         self.name = name
-        self.limit = asyncio.Semaphore(concurrency)
+        self.limiter: Limiter = limiter or LocalLimiter(concurrency)
         self.policy = policy or RetryPolicy()
         self.classify = classify
         self.before_request = before_request
@@ -168,19 +172,22 @@ class HttpClient:
     async def _once(self, method: str, url: str, idempotent: bool, **kwargs: Any) -> httpx.Response:
         if self.before_request is not None:
             await self.before_request()
-        async with self.limit:
-            self.stats.requests += 1
-            meter = request_meter.get()
-            if meter is not None:
-                meter[self.name] += 1
-            try:
-                response = await self.client.request(method, url, **kwargs)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                raise RetryableError(f"cannot connect: {exc.__class__.__name__}") from exc
-            except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                if idempotent:
-                    raise RetryableError(f"no answer: {exc.__class__.__name__}") from exc
-                raise UncertainWrite(f"{method} {url}: {exc.__class__.__name__}") from exc
+        try:
+            async with self.limiter.slot():
+                self.stats.requests += 1
+                meter = request_meter.get()
+                if meter is not None:
+                    meter[self.name] += 1
+                try:
+                    response = await self.client.request(method, url, **kwargs)
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    raise RetryableError(f"cannot connect: {exc.__class__.__name__}") from exc
+                except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                    if idempotent:
+                        raise RetryableError(f"no answer: {exc.__class__.__name__}") from exc
+                    raise UncertainWrite(f"{method} {url}: {exc.__class__.__name__}") from exc
+        except LimiterUnavailable as exc:  # nothing was sent: retried like a refused connection
+            raise RetryableError(str(exc)) from exc
         self.stats.by_status[response.status_code] += 1
         if self.after_response is not None:
             self.after_response(response)
@@ -198,6 +205,7 @@ class HttpClient:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        await self.limiter.aclose()
 
 
 def default_timeout(seconds: float = 30.0) -> httpx.Timeout:

@@ -17,6 +17,7 @@ from passback.connectors.config import ConnectionConfig
 from passback.connectors.courseware.config import CoursewareConfig
 from passback.connectors.csv_export.config import CsvExportConfig
 from passback.connectors.edfi.config import EdFiConfig
+from passback.connectors.limits import Limiter, LimiterFactory, destination_key
 from passback.connectors.lti_ags.config import LtiAgsConfig
 from passback.connectors.oneroster.config import OneRosterConfig
 from passback.connectors.oneroster_csv.config import OneRosterCsvConfig
@@ -31,13 +32,22 @@ SOURCE, DESTINATION, RECORDS, POSTED = "source", "destination", "records", "post
 class HttpOptions:
     concurrency: int = 8
     timeout: float = 30.0
+    limits: LimiterFactory | None = None  # caps per destination shared by every worker; None: each client its own
+
+    def limiter(self, config: ConnectionConfig, concurrency: int | None = None) -> Limiter | None:
+        """The shared limiter for this connection's destination (its kind and URL), or None for the
+        client's own semaphore. ``concurrency`` caps this client's own share (default: ``self.concurrency``)."""
+        if self.limits is None:
+            return None
+        return self.limits.limiter(destination_key(config.kind, config.url), concurrency or self.concurrency)
 
 
 def _canvas_source(config: Any, http: HttpOptions) -> Source:
     from passback.connectors.canvas.client import CanvasClient
     from passback.connectors.canvas.source import CanvasSource
 
-    return CanvasSource(CanvasClient(config.url, config.token, concurrency=http.concurrency, timeout=http.timeout))
+    return CanvasSource(CanvasClient(config.url, config.token, concurrency=http.concurrency, timeout=http.timeout,
+                                     limiter=http.limiter(config)))
 
 
 def _schoology_source(config: Any, http: HttpOptions) -> Source:
@@ -45,7 +55,8 @@ def _schoology_source(config: Any, http: HttpOptions) -> Source:
     from passback.connectors.schoology.source import SchoologySource
 
     return SchoologySource(SchoologyClient(config.url, config.consumer_key, config.consumer_secret,
-                                           concurrency=http.concurrency, timeout=http.timeout))
+                                           concurrency=http.concurrency, timeout=http.timeout,
+                                           limiter=http.limiter(config)))
 
 
 def _courseware_source(config: Any, http: HttpOptions) -> Source:
@@ -53,7 +64,7 @@ def _courseware_source(config: Any, http: HttpOptions) -> Source:
     from passback.connectors.courseware.source import CoursewareSource
 
     return CoursewareSource(CoursewareClient(config.url, config.token, concurrency=http.concurrency,
-                                             timeout=http.timeout))
+                                             timeout=http.timeout, limiter=http.limiter(config)))
 
 
 def _oneroster_csv_source(config: Any, http: HttpOptions) -> Source:
@@ -66,7 +77,7 @@ def _powerschool_client(config: Any, http: HttpOptions) -> Any:
     from passback.connectors.powerschool.client import PowerSchoolClient
 
     return PowerSchoolClient(config.url, config.client_id, config.client_secret, concurrency=http.concurrency,
-                             timeout=http.timeout)
+                             timeout=http.timeout, limiter=http.limiter(config))
 
 
 def _powerteacher(config: Any, http: HttpOptions) -> Destination:
@@ -99,7 +110,8 @@ def _oneroster_client(config: Any, http: HttpOptions) -> Any:
     from passback.connectors.oneroster.client import OneRosterClient
 
     return OneRosterClient(config.url, config.client_id, config.client_secret, version=config.version,
-                           token_url=config.token_endpoint(), concurrency=http.concurrency, timeout=http.timeout)
+                           token_url=config.token_endpoint(), concurrency=http.concurrency, timeout=http.timeout,
+                           limiter=http.limiter(config))
 
 
 def _oneroster(config: Any, http: HttpOptions) -> Destination:
@@ -118,7 +130,7 @@ def _oneroster_source(config: Any, http: HttpOptions) -> Source:
 async def _probe_canvas(config: Any, http: HttpOptions) -> str:
     from passback.connectors.canvas.client import CanvasClient
 
-    client = CanvasClient(config.url, config.token, concurrency=1, timeout=http.timeout)
+    client = CanvasClient(config.url, config.token, concurrency=1, timeout=http.timeout, limiter=http.limiter(config, 1))
     try:
         await client.get("/courses", params={"per_page": 1})
     finally:
@@ -130,7 +142,7 @@ async def _probe_schoology(config: Any, http: HttpOptions) -> str:
     from passback.connectors.schoology.client import SchoologyClient
 
     client = SchoologyClient(config.url, config.consumer_key, config.consumer_secret, concurrency=1,
-                             timeout=http.timeout)
+                             timeout=http.timeout, limiter=http.limiter(config, 1))
     try:
         await client.get("/users/me")
     finally:
@@ -141,7 +153,8 @@ async def _probe_schoology(config: Any, http: HttpOptions) -> str:
 async def _probe_courseware(config: Any, http: HttpOptions) -> str:
     from passback.connectors.courseware.client import CoursewareClient
 
-    client = CoursewareClient(config.url, config.token, concurrency=1, timeout=http.timeout)
+    client = CoursewareClient(config.url, config.token, concurrency=1, timeout=http.timeout,
+                              limiter=http.limiter(config, 1))
     try:
         await client.get("/courses", params={"limit": 1})
     finally:
@@ -221,7 +234,7 @@ def _lti_ags_client(config: Any, http: HttpOptions, concurrency: int | None = No
 
     return AgsClient(config.url, config.client_id, config.token_url, config.private_key, config.key_id,
                      audience=config.assertion_audience, concurrency=concurrency or http.concurrency,
-                     timeout=http.timeout)
+                     timeout=http.timeout, limiter=http.limiter(config, concurrency))
 
 
 def _lti_ags(config: Any, http: HttpOptions) -> Destination:

@@ -23,7 +23,13 @@ answered (``scripted``): "the next two token requests answer 503 with Retry-Afte
 this header". Scripted answers come before the random faults and are counted in
 ``injected["scripted"]``.
 
-The control paths (``/_emulator/...``) are never delayed or faulted.
+The control paths (``/_emulator/...``) are never delayed or faulted, nor counted.
+
+``in_flight`` is a gauge of the requests being answered now and the most answered at
+once (``GET /_emulator/in_flight``; ``POST`` starts the maximum again): what a server
+would see of its clients' concurrency, latency included. A request leaves it just
+before its last bytes go out, so a client cannot have its answer, start another and
+have both counted.
 """
 
 from __future__ import annotations
@@ -168,6 +174,34 @@ def draw_fault(seed: int, fault_rate: float, kinds: tuple[str, ...], digest: str
 
 
 @dataclass
+class InFlight:
+    """Requests being answered now, and the most at once since the last :meth:`reset`.
+
+    The emulator runs on one event loop, so plain counters are exact.
+    """
+
+    current: int = 0
+    max: int = 0
+    total: int = 0
+
+    def enter(self) -> None:
+        self.current += 1
+        self.total += 1
+        self.max = max(self.max, self.current)
+
+    def leave(self) -> None:
+        self.current -= 1
+
+    def reset(self) -> None:
+        """Start the maximum again from what is in flight now (and the total from 0)."""
+        self.max = self.current
+        self.total = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"current": self.current, "max": self.max, "total": self.total}
+
+
+@dataclass
 class FaultConfig:
     latency_ms: float = 0.0
     fault_rate: float = 0.0
@@ -180,6 +214,7 @@ class FaultConfig:
     scripted: list[ScriptedAnswer] = field(default_factory=list)
     attempts: Counter[str] = field(default_factory=Counter, repr=False)
     log: list[InjectedFault] = field(default_factory=list, repr=False)
+    in_flight: InFlight = field(default_factory=InFlight, repr=False)
 
     def __post_init__(self) -> None:
         unknown = set(self.fault_kinds) - set(FAULT_KINDS)
@@ -285,6 +320,24 @@ class FaultMiddleware:
         if scope["type"] != "http" or scope["path"].startswith("/_emulator"):
             await self.app(scope, receive, send)
             return
+        gauge = self.config.in_flight
+        gauge.enter()
+        left = False
+
+        async def counted(message: Message) -> None:
+            nonlocal left
+            if not left and message["type"] == "http.response.body" and not message.get("more_body", False):
+                left = True  # before the last bytes are sent: the client cannot be done while still counted
+                gauge.leave()
+            await send(message)
+
+        try:
+            await self._answer(scope, receive, counted)
+        finally:
+            if not left:
+                gauge.leave()
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         config = self.config
         if config.latency_ms > 0:
             await config.delay()

@@ -13,6 +13,7 @@ from typing import Any
 
 from passback.connectors.base import Destination, PostedGradesSource, RecordsDestination, Source
 from passback.connectors.config import ConnectionConfig
+from passback.connectors.limits import SharedLimits
 from passback.connectors.registry import (
     DESTINATION,
     POSTED,
@@ -40,8 +41,20 @@ from passback.store.identity import Pairing
 from passback.vault import load_key
 
 
+def shared_limits(settings: Settings) -> SharedLimits | None:
+    """The caps per destination every worker shares, when Redis is configured (``PASSBACK_REDIS_URL``).
+
+    Without a rate or a shared count of its own, a destination gets ``concurrency`` in flight
+    across all workers: what one process allowed alone, so adding workers never adds load.
+    """
+    if not settings.redis_url:
+        return None
+    return SharedLimits(settings.redis_url, concurrency=settings.destination_concurrency or settings.concurrency,
+                        rate=settings.destination_rate)
+
+
 def http_options(settings: Settings) -> HttpOptions:
-    return HttpOptions(concurrency=settings.concurrency, timeout=settings.http_timeout)
+    return HttpOptions(concurrency=settings.concurrency, timeout=settings.http_timeout, limits=shared_limits(settings))
 
 
 def config_of(connection: Connection) -> ConnectionConfig:

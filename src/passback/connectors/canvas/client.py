@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from passback.connectors.aio_transport import AiohttpTransport
 from passback.connectors.canvas.errors import refused, unreachable
 from passback.connectors.http import (
     GaveUp,
@@ -21,6 +22,7 @@ from passback.connectors.http import (
     default_limits,
     default_timeout,
 )
+from passback.connectors.limits import Limiter
 
 RATE_LIMITED_TEXT = "Rate Limit Exceeded"
 
@@ -77,6 +79,7 @@ class CanvasClient:
         policy: RetryPolicy | None = None,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.per_page = per_page
@@ -87,10 +90,11 @@ class CanvasClient:
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
                 timeout=default_timeout(timeout),
                 limits=default_limits(concurrency),
-                transport=transport,
+                transport=transport or AiohttpTransport(concurrency),
             ),
             name="canvas",
             concurrency=concurrency,
+            limiter=limiter,
             policy=policy,
             classify=self.throttle.classify,
             before_request=self.throttle.before_request,

@@ -13,6 +13,7 @@ import httpx
 
 from passback.connectors.courseware.errors import refused, unreachable
 from passback.connectors.http import GaveUp, HttpClient, RetryPolicy, default_limits, default_timeout
+from passback.connectors.limits import Limiter
 
 PREFIX = "/api/v1"
 PAGE_LIMIT = 100
@@ -21,14 +22,14 @@ PAGE_LIMIT = 100
 class CoursewareClient:
     def __init__(self, base_url: str, token: str, *, concurrency: int = 8, page_limit: int = PAGE_LIMIT,
                  policy: RetryPolicy | None = None, timeout: float = 30.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, limiter: Limiter | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.page_limit = page_limit
         self.http = HttpClient(
             httpx.AsyncClient(base_url=self.base_url, timeout=default_timeout(timeout),
                               limits=default_limits(concurrency), transport=transport,
                               headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}),
-            name="courseware", concurrency=concurrency, policy=policy,
+            name="courseware", concurrency=concurrency, limiter=limiter, policy=policy,
         )
 
     async def _checked(self, method: str, url: str, **kwargs: Any) -> httpx.Response:

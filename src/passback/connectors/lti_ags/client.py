@@ -37,6 +37,7 @@ from passback.connectors.http import (
     default_timeout,
     parse_retry_after,
 )
+from passback.connectors.limits import Limiter
 from passback.connectors.lti_ags.errors import AUTH_FIX, refused
 from passback.connectors.oauth import ClientCredentials, TokenAnswer, obtain_token
 from passback.errors import AuthRefused, OutcomeUnknown, Refused
@@ -134,7 +135,7 @@ class AgsClient:
 
     def __init__(self, base_url: str, client_id: str, token_url: str, private_key: str, key_id: str, *,
                  audience: str | None = None, scopes: tuple[str, ...] = SCOPES, concurrency: int = 8,
-                 policy: RetryPolicy | None = None, timeout: float = 30.0) -> None:
+                 policy: RetryPolicy | None = None, timeout: float = 30.0, limiter: Limiter | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.host = (urlsplit(self.base_url).netloc or "").lower()
         key = RSAKey.import_key(private_key.encode())
@@ -143,7 +144,7 @@ class AgsClient:
         self.http = HttpClient(
             httpx.AsyncClient(base_url=self.base_url, auth=self.auth, timeout=default_timeout(timeout),
                               limits=default_limits(concurrency)),
-            name="lti_ags", concurrency=concurrency, policy=policy, classify=self._classify,
+            name="lti_ags", concurrency=concurrency, limiter=limiter, policy=policy, classify=self._classify,
         )
 
     @staticmethod

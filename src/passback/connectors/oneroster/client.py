@@ -38,6 +38,7 @@ from passback.connectors.http import (
     default_timeout,
     parse_retry_after,
 )
+from passback.connectors.limits import Limiter
 from passback.connectors.oauth import ClientCredentials, TokenAnswer
 from passback.connectors.oneroster.errors import refused
 from passback.errors import OutcomeUnknown
@@ -95,6 +96,7 @@ class OneRosterClient:
         policy: RetryPolicy | None = None,
         timeout: float = 30.0,
         page_size: int = PAGE_SIZE,
+        limiter: Limiter | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.version = version
@@ -107,7 +109,7 @@ class OneRosterClient:
         self.http = HttpClient(
             httpx.AsyncClient(base_url=self.base_url, auth=self.auth, timeout=default_timeout(timeout),
                               limits=default_limits(concurrency), headers={"Accept": "application/json"}),
-            name="oneroster", concurrency=concurrency, policy=policy,
+            name="oneroster", concurrency=concurrency, limiter=limiter, policy=policy,
         )
 
     def href(self, path: str) -> str:

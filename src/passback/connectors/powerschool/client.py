@@ -13,7 +13,9 @@ from typing import Any
 
 import httpx
 
+from passback.connectors.aio_transport import AiohttpTransport
 from passback.connectors.http import PASS, GaveUp, HttpClient, RetryableError, RetryPolicy, default_limits, default_timeout
+from passback.connectors.limits import Limiter
 from passback.connectors.oauth import ClientCredentials
 from passback.connectors.powerschool.errors import refused
 from passback.errors import OutcomeUnknown
@@ -31,6 +33,7 @@ class PowerSchoolClient:
         concurrency: int = 8,
         policy: RetryPolicy | None = None,
         timeout: float = 30.0,
+        limiter: Limiter | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._cache: dict[str, asyncio.Future[list[Any]]] = {}
@@ -43,9 +46,11 @@ class PowerSchoolClient:
                 timeout=default_timeout(timeout),
                 limits=default_limits(concurrency),
                 headers={"Accept": "application/json"},
+                transport=AiohttpTransport(concurrency),
             ),
             name="powerschool",
             concurrency=concurrency,
+            limiter=limiter,
             policy=policy,
             classify=self._classify,
         )

@@ -16,6 +16,7 @@ import httpx
 from authlib.oauth1 import SIGNATURE_HMAC_SHA1, ClientAuth
 
 from passback.connectors.http import GaveUp, HttpClient, RetryPolicy, default_limits, default_timeout
+from passback.connectors.limits import Limiter
 from passback.connectors.schoology.errors import refused, unreachable
 
 PAGE_LIMIT = 200
@@ -48,13 +49,13 @@ class OAuth1(httpx.Auth):
 
 class SchoologyClient:
     def __init__(self, base_url: str, consumer_key: str, consumer_secret: str, *, concurrency: int = 8,
-                 policy: RetryPolicy | None = None, timeout: float = 30.0) -> None:
+                 policy: RetryPolicy | None = None, timeout: float = 30.0, limiter: Limiter | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.http = HttpClient(
             httpx.AsyncClient(base_url=self.base_url, auth=OAuth1(consumer_key, consumer_secret),
                               timeout=default_timeout(timeout), limits=default_limits(concurrency),
                               headers={"Accept": "application/json"}),
-            name="schoology", concurrency=concurrency, policy=policy,
+            name="schoology", concurrency=concurrency, limiter=limiter, policy=policy,
         )
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:

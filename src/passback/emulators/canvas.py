@@ -38,10 +38,20 @@ Contract (canvas-lms ``lib/api.rb``, ``app/middleware/request_throttle.rb``,
   Advantage services (``passback.emulators.canvas_ags``: the client-credentials token
   endpoint, line items backed by assignments, scores, results, names and roles).
 
+* Live Events (``passback.emulators.canvas_live_events``): a grade saved (``PUT
+  .../submissions/:user_id``) emits ``grade_change`` (when the grade moved) and
+  ``submission_updated``; a resubmission ``submission_updated``; an assignment created,
+  updated or deleted ``assignment_created`` / ``assignment_updated`` (a deletion with
+  ``workflow_state`` ``deleted``, as Canvas deletes softly). Each is posted, signed (RS256,
+  ``kid``), to every subscription in the background; the keys are at ``GET /live_events/jwks``.
+
 Control (never faulted or throttled): ``/_emulator/stats``, ``/_emulator/faults``,
 ``/_emulator/throttle``, ``/_emulator/state``, ``/_emulator/writes`` (every write the
 emulator accepted; in process ``app.state.writes``, and ``app.state.faults``),
-``/_emulator/lti/developer_keys``.
+``/_emulator/lti/developer_keys``, ``/_emulator/live_events/...`` (subscriptions, key
+rotation, the delivery log; in process ``app.state.live_events``) and ``POST
+/_emulator/live_events/grades`` ``{"grades": [{"course_id", "assignment_id", "user_id",
+"posted_grade"}], "grader_id"}``: grades saved as a teacher would, each emitting its events.
 """
 
 from __future__ import annotations
@@ -49,7 +59,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections import Counter
+from collections import Counter, deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +72,7 @@ from starlette.routing import Route
 
 from passback.emulators.app import emulator_app
 from passback.emulators.canvas_ags import ags_routes
+from passback.emulators.canvas_live_events import LiveEventsPublisher, Origin, live_event_routes
 from passback.emulators.faults import FaultConfig
 from passback.emulators.lti_platform import LtiPlatform, lti_routes
 from passback.emulators.state import StateFile
@@ -146,6 +157,7 @@ class CanvasEmulator:
         self.state = state
         self.max_per_page = max_per_page
         self.requests: Counter[str] = Counter()
+        self.asked: deque[str] = deque(maxlen=100_000)  # each request as sent (path and query), newest last
 
     def new_id(self) -> int:
         self.state["next_id"] += 1
@@ -294,11 +306,24 @@ def create_app(
     emu = CanvasEmulator(state or store.load() or empty_state(), max_per_page=max_per_page)
     faults = faults or FaultConfig()
     throttle = throttle or Throttle()
+    publisher = LiveEventsPublisher(emu, mark_dirty=lambda: setattr(store, "dirty", True))
+
+    def actor(request: Request) -> int | None:
+        """The user the request's token belongs to (who made the change, in an event's metadata)."""
+        header = request.headers.get("authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else (
+            request.query_params.get("access_token", ""))
+        found = emu.state["tokens"].get(token) or {}
+        return found.get("user_id")
+
+    def origin(request: Request, user_id: int | None = None) -> Origin:
+        return Origin.of(request, actor(request) if user_id is None else user_id)
 
     def route(path: str, methods: list[str]):  # type: ignore[no-untyped-def]
         def wrap(handler):  # type: ignore[no-untyped-def]
             async def endpoint(request: Request) -> Response:
                 emu.requests[f"{request.method} {path}"] += 1
+                emu.asked.append(f"{request.method} {request.url.path}?{request.url.query}")
                 header = request.headers.get("authorization", "")
                 token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else (
                     request.query_params.get("access_token", ""))
@@ -438,6 +463,8 @@ def create_app(
             assignment_id = emu.new_id()
             row = _new_assignment(assignment_id, found["id"], params)
             emu.state["assignments"][str(assignment_id)] = row
+            publisher.emit("assignment_created", found, publisher.assignment_body(row, request.url.netloc),
+                           origin(request))
             return JSONResponse(emu.assignment_json(row, ["overrides"], base_url(request))), 1
         include = _list_param(request, "include")
         rows = sorted(
@@ -456,8 +483,13 @@ def create_app(
             params = (await _params(request)).get("assignment") or {}
             _apply_assignment(row, params)
             row["updated_at"] = now_iso()
+            publisher.emit("assignment_updated", found, publisher.assignment_body(row, request.url.netloc),
+                           origin(request))
         elif request.method == "DELETE":
             del emu.state["assignments"][str(row["id"])]
+            row["updated_at"] = now_iso()
+            publisher.emit("assignment_updated", found, publisher.assignment_body(row, request.url.netloc, "deleted"),
+                           origin(request))
         return JSONResponse(emu.assignment_json(row, _list_param(request, "include") + ["overrides"], base_url(request))), 1
 
     @route("/api/v1/courses/{course_id}/assignments/{assignment_id}/submissions/{user_id}", ["GET", "PUT"])
@@ -467,7 +499,8 @@ def create_app(
         user_id = int(request.path_params["user_id"])
         if found is None or row is None or row["course_id"] != found["id"] or user_id not in emu.assigned_students(row):
             return not_found()
-        submission = dict(emu.submission(row, user_id))
+        old = emu.submission(row, user_id)
+        submission = dict(old)
         if request.method == "PUT":
             params = (await _params(request)).get("submission") or {}
             try:
@@ -475,6 +508,7 @@ def create_app(
             except ValueError:
                 return JSONResponse({"errors": [{"message": "Invalid grade"}]}, status_code=400), 0
             emu.state["submissions"][f"{row['id']}:{user_id}"] = submission
+            publisher.emit_grade(found, row, old, submission, origin(request))
         return JSONResponse(submission), 1
 
     @route("/api/v1/courses/{course_id}/assignments/{assignment_id}/submissions", ["POST"])
@@ -495,6 +529,7 @@ def create_app(
             submission["grade_matches_current_submission"] = False
         submission["workflow_state"] = "submitted"
         emu.state["submissions"][f"{row['id']}:{user_id}"] = submission
+        publisher.emit("submission_updated", found, publisher.submission_body(row, submission), origin(request, user_id))
         return JSONResponse(submission), 1
 
     @route("/api/v1/courses/{course_id}/students/submissions", ["GET"])
@@ -502,6 +537,19 @@ def create_app(
         found = emu.course(request.path_params["course_id"])
         if found is None:
             return not_found()
+        return _submissions_of(request, found, None)
+
+    @route("/api/v1/sections/{section_id}/students/submissions", ["GET"])
+    async def section_submissions(request: Request) -> tuple[Response, int]:
+        """The same listing for one section's students (Canvas routes both to one action)."""
+        section = emu.state["sections"].get(request.path_params["section_id"])
+        found = emu.course(str(section["course_id"])) if section else None
+        if section is None or found is None:
+            return not_found()
+        members = {e["user_id"] for e in emu.student_enrollments(found["id"]) if e["course_section_id"] == section["id"]}
+        return _submissions_of(request, found, members)
+
+    def _submissions_of(request: Request, found: dict[str, Any], members: set[int] | None) -> tuple[Response, int]:
         student_ids = _list_param(request, "student_ids")
         if not student_ids:
             return JSONResponse([]), 0
@@ -517,17 +565,22 @@ def create_app(
                 return JSONResponse({"error": "invalid assignment ids requested"}, status_code=403), 0
             published = {k: v for k, v in published.items() if k in ids}
         workflow_state = request.query_params.get("workflow_state")
-        graded_since = request.query_params.get("graded_since")
+        graded_since = request.query_params.get("graded_since")  # Canvas ANDs the two, each a strict ">"
+        submitted_since = request.query_params.get("submitted_since")
         enrollments = emu.student_enrollments(found["id"])
         rows = []
         for assignment_row in published.values():
             for user_id in emu.assigned_students(assignment_row, enrollments):
                 if wanted_students is not None and user_id not in wanted_students:
                     continue
+                if members is not None and user_id not in members:
+                    continue
                 submission = emu.submission(assignment_row, user_id)
                 if workflow_state and submission["workflow_state"] != workflow_state:
                     continue
-                if graded_since and not (submission["graded_at"] and submission["graded_at"] > graded_since):
+                if graded_since and not (submission.get("graded_at") or "") > graded_since:
+                    continue
+                if submitted_since and not (submission.get("submitted_at") or "") > submitted_since:
                     continue
                 rows.append(submission)
         rows.sort(key=lambda s: s["id"])
@@ -602,21 +655,50 @@ def create_app(
             throttle.buckets.clear()
         return JSONResponse(throttle.as_dict())
 
+    async def control_grades(request: Request) -> Response:
+        """Grades saved as a teacher saves them in the gradebook (tests: a burst of grade changes), with their events."""
+        body = await request.json()
+        grader_id = body.get("grader_id")
+        graded = 0
+        for given in body.get("grades") or []:
+            found = emu.course(str(given.get("course_id")))
+            row = emu.state["assignments"].get(str(given.get("assignment_id")))
+            user_id = int(given.get("user_id", 0))
+            if found is None or row is None or row["course_id"] != found["id"] or user_id not in emu.assigned_students(row):
+                return JSONResponse({"message": f"no such course, assignment or student: {given}"}, status_code=404)
+            old = emu.submission(row, user_id)
+            submission = dict(old)
+            try:
+                _grade(submission, row, {k: v for k, v in given.items()
+                                         if k in ("posted_grade", "excused", "late_policy_status")},
+                       emu.grading_scheme(row))
+            except ValueError:
+                return JSONResponse({"message": f"invalid grade {given.get('posted_grade')!r}"}, status_code=400)
+            emu.state["submissions"][f"{row['id']}:{user_id}"] = submission
+            publisher.emit_grade(found, row, old, submission, origin(request, grader_id))
+            graded += 1
+        store.dirty = True
+        return JSONResponse({"graded": graded})
+
     lti = LtiPlatform(emu, mark_dirty=lambda: setattr(store, "dirty", True))
     lti_pages, lti_control = lti_routes(emu, lti)  # browser pages: no token, not throttled
     ags_services = ags_routes(emu, lti, mark_dirty=lambda: setattr(store, "dirty", True))  # LTI tokens, not API ones
+    live_public, live_control = live_event_routes(publisher)
     app = emulator_app(
         [courses, course, sections, enrollments, assignment_groups, assignment_group, assignments,
-         assignment, grade, submit, bulk_submissions, grading_standards, sis_assignments, *lti_pages,
-         *ags_services],
+         assignment, grade, submit, bulk_submissions, section_submissions, grading_standards, sis_assignments, *lti_pages,
+         *ags_services, *live_public],
         emulator=emu, faults=faults, state_file=store,
         stats_extra=lambda: {"throttled": throttle.throttled},
-        control=[Route("/_emulator/throttle", throttle_control, methods=["GET", "POST"]), *lti_control],
+        control=[Route("/_emulator/throttle", throttle_control, methods=["GET", "POST"]), *lti_control, *live_control,
+                 Route("/_emulator/live_events/grades", control_grades, methods=["POST"])],
+        on_shutdown=[publisher.stop],
         throttled_response=(403, THROTTLED_BODY.encode(), {"content-type": "text/plain; charset=utf-8",
                                                            "x-rate-limit-remaining": "0.0"}),
     )
     app.state.faults = faults
     app.state.lti_platform = lti
+    app.state.live_events = publisher
     return app
 
 

@@ -17,6 +17,7 @@ from passback.store.tables import (
     edfi_events,
     identity_map,
     leases,
+    live_events,
     match_overrides,
     match_rules,
     runs,
@@ -144,6 +145,7 @@ def remove_connection(store: Store, name: str) -> None:
             db.execute(table.delete().where(sa.or_(table.c.source_connection_id == found,
                                                    table.c.destination_connection_id == found)))
         db.execute(assignment_switches.delete().where(assignment_switches.c.source_connection_id == found))
+        db.execute(live_events.delete().where(live_events.c.source_connection_id == found))
         for column in [c for c in edfi_events.c if c.name.endswith("connection_id")]:
             db.execute(edfi_events.delete().where(column == found))
         db.execute(leases.delete().where(leases.c.key.like(f"%:{found}:%") | leases.c.key.like(f"ods:{found}")))

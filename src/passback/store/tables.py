@@ -177,6 +177,25 @@ edfi_events = sa.Table(
     sa.Index("ix_edfi_events_pending", "destination_connection_id", "processed_at"),
 )
 
+live_events = sa.Table(  # Canvas Live Events received (store/live_events.py): what changed, waiting to be synced
+    "live_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source_connection_id", sa.Integer, sa.ForeignKey("connections.id"), nullable=False),
+    sa.Column("course_id", sa.String(200), nullable=False),
+    sa.Column("event_name", sa.String(60), nullable=False),
+    sa.Column("event_time", sa.DateTime(timezone=True), nullable=False),  # when Canvas says it happened
+    sa.Column("dedupe_key", sa.String(64), nullable=False),  # sha256 of the event's identity (a redelivery is the same)
+    sa.Column("assignment_id", sa.String(200), nullable=True),
+    sa.Column("detail", sa.JSON, nullable=False),  # the few ids passback acts on; never the whole event
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),  # a coalescer is dispatching it
+    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("outcome", sa.String(200), nullable=True),
+    sa.UniqueConstraint("source_connection_id", "dedupe_key", name="uq_live_events_key"),
+    sa.Index("ix_live_events_pending", "processed_at", "source_connection_id", "course_id"),
+)
+
 match_rules = sa.Table(
     "match_rules",
     metadata,
@@ -346,5 +365,18 @@ course_names = sa.Table(  # a course's title as last seen (a launch, a preview):
     sa.Column("source_connection_id", sa.Integer, sa.ForeignKey("connections.id"), primary_key=True),
     sa.Column("course_id", sa.String(200), primary_key=True),
     sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+source_cursors = sa.Table(  # where a route's last read of a course got to (an incremental cursor), per destination
+    "source_cursors",
+    metadata,
+    sa.Column("source_connection_id", sa.Integer, sa.ForeignKey("connections.id"), primary_key=True),
+    sa.Column("destination_connection_id", sa.Integer, sa.ForeignKey("connections.id"), primary_key=True),
+    sa.Column("course_id", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),  # the source's declared cursor
+    sa.Column("last_value", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),  # sections and rosters as last read
+    sa.Column("full_at", sa.DateTime(timezone=True), nullable=False),  # the last full read (reconciliation)
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -1,4 +1,5 @@
-"""The web app: pages, the REST API and the LTI launch over one store, with the embedded scheduler.
+"""The web app: pages, the REST API, the LTI launch and Canvas Live Events over one store, with the embedded
+scheduler and the Live Events coalescer.
 
 ``passback serve`` runs it under uvicorn. Every route is a thin adapter: it reads the
 request, calls a service, and renders or serializes the answer. Errors passback means to
@@ -21,11 +22,13 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from passback import __version__
 from passback.errors import ErrorKind, PassbackError
+from passback.services.coalescer import Coalescer, Dispatch
 from passback.services.live import LiveRuns
+from passback.services.live_events import JwksCache
 from passback.services.scheduler import EmbeddedScheduler
 from passback.settings import Settings, get_settings
 from passback.store.db import Store, open_store
-from passback.web import admin_pages, api, learner_pages, lti_routes, pages
+from passback.web import admin_pages, api, events_routes, learner_pages, lti_routes, pages
 from passback.web.deps import Forbidden, SignInRequired
 from passback.web.rendering import render
 from passback.web.security import SESSION_COOKIE, CsrfRefused, check_csrf, session_secret
@@ -45,23 +48,31 @@ def _status(exc: PassbackError) -> int:
 
 
 def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or request.url.path.startswith("/lti/jwks")
+    return request.url.path.startswith(("/api/", "/lti/jwks", "/events/"))
 
 
-def create_app(settings: Settings | None = None, store: Store | None = None, *, scheduler: bool = True) -> FastAPI:
+def create_app(settings: Settings | None = None, store: Store | None = None, *, scheduler: bool = True,
+               coalescer: bool | None = None, dispatch: Dispatch | None = None) -> FastAPI:
+    """The app. ``scheduler`` runs the nightly scheduler; ``coalescer`` (by default as ``scheduler``) turns
+    stored Live Events into syncs, each burst through ``dispatch`` (by default a sync in this process)."""
     settings = settings or get_settings()
+    coalesce = scheduler if coalescer is None else coalescer
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = store or open_store(settings)
         runner = EmbeddedScheduler(app.state.store, settings, interval=settings.scheduler_seconds) if scheduler else None
-        if runner is not None:
-            await runner.start()
+        events = Coalescer(app.state.store, settings, dispatch) if coalesce else None
+        app.state.coalescer = events
+        for started in (runner, events):
+            if started is not None:
+                await started.start()
         try:
             yield
         finally:
-            if runner is not None:
-                await runner.stop()
+            for started in (events, runner):
+                if started is not None:
+                    await started.stop()
             await app.state.live.wait_all()
             if store is None:
                 app.state.store.dispose()
@@ -72,6 +83,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *, 
                   docs_url="/api/docs", redoc_url=None, openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.live = LiveRuns()
+    app.state.live_event_keys = JwksCache()  # the Live Events publisher's keys, cached for the process
+    app.state.coalescer = None
     if store is not None:
         app.state.store = store
     secure = bool(settings.public_url and settings.public_url.startswith("https://"))
@@ -103,6 +116,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *, 
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(lti_routes.router)
+    app.include_router(events_routes.router)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(admin_pages.router)

@@ -8,7 +8,8 @@ survives a restart and is never written anywhere new.
 CSRF: a synchronizer token kept in the session; a form sends it as ``csrf_token``, htmx
 and scripts as the ``X-CSRF-Token`` header. Requests authenticated by an API token carry
 no cookie a third-party page could ride on, so they need no CSRF token; the LTI login
-and launch come from the platform's pages and are protected by their state and nonce.
+and launch come from the platform's pages and are protected by their state and nonce, and Canvas Live
+Events (``/events/canvas``) come from Canvas's servers, authenticated by their signature.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from passback.settings import Settings
 from passback.vault import load_key
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CSRF_EXEMPT = frozenset({"/lti/login", "/lti/launch"})
+CSRF_EXEMPT = frozenset({"/lti/login", "/lti/launch", "/events/canvas"})
 CSRF_FIELD, CSRF_HEADER = "csrf_token", "x-csrf-token"
 SESSION_COOKIE = "passback_session"
 

@@ -66,14 +66,21 @@ class TestCanvasContract(SourceContract):
 
 
 @pytest.mark.anyio
-async def test_submissions_come_from_one_paged_listing(district: District, source: CanvasSource) -> None:
+async def test_submissions_come_from_one_paged_listing_per_section(district: District, source: CanvasSource) -> None:
+    """A full read pages each section's submissions side by side: as many requests as one listing, never one per student."""
     course_id = next(iter(district.canvas.state["courses"]))
     before = district.canvas.control("stats")["requests"]
     snapshot = await source.read_course(course_id)
     after = district.canvas.control("stats")["requests"]
-    key = "GET /api/v1/courses/{course_id}/students/submissions"
+    key = "GET /api/v1/sections/{section_id}/students/submissions"
     pages = after.get(key, 0) - before.get(key, 0)
-    assert pages == -(-len(snapshot.scores) // 7)  # ceil: one listing, followed page by page
+    in_section = {s.source_id: {e.student_id for e in snapshot.enrollments if e.section_id == s.source_id}
+                  for s in snapshot.sections}
+    assert len(in_section) > 1
+    assert pages == sum(-(-sum(1 for x in snapshot.scores if x.student_id in members) // 7)  # ceil, per section
+                        for members in in_section.values())
+    assert after.get("GET /api/v1/courses/{course_id}/students/submissions", 0) == before.get(
+        "GET /api/v1/courses/{course_id}/students/submissions", 0)
     assert not any("/submissions/{user_id}" in k for k in after)  # never a request per student
 
 

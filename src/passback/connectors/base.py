@@ -18,8 +18,10 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from passback.connectors.incremental import Incremental
 from passback.model import CourseSnapshot
 from passback.model.posted_rows import PostedExport
 from passback.model.values import (
@@ -40,6 +42,16 @@ class Source(ABC):
 
     kind: str
     has_sync_switch: bool = False  # the source itself holds a per-assignment "sync to SIS" flag
+    incremental: Incremental | None = None  # a source that can read only what changed declares its cursor
+
+    async def read_changes(self, course_id: str, since: datetime) -> CourseSnapshot:
+        """The course with only the scores changed after ``since`` (by the declared cursor).
+
+        Everything but the scores is read whole (assignments, sections, enrollments), so a
+        changed assignment or roster is seen; ``cursor_value`` says how far this read got.
+        Only sources that declare ``incremental`` have it.
+        """
+        raise NotImplementedError(f"{self.kind} reads whole courses only")
 
     @abstractmethod
     async def read_course(self, course_id: str) -> CourseSnapshot:

@@ -17,6 +17,8 @@ grade the destination should hold (missing, or not graded).
 
 from __future__ import annotations
 
+import math
+
 from passback.model.values import ScorePayload
 from passback.model import Assignment, GradingSchemeEntry, GradingType, Score
 
@@ -50,9 +52,13 @@ def earned_points(
         if word in INCOMPLETE_WORDS:
             return 0.0
     if score.score is not None:
-        return _round(score.score)
+        return _round(score.score) if math.isfinite(score.score) else None
     if grading is GradingType.PERCENT and score.grade and score.grade.strip().endswith("%"):
-        return _round(float(score.grade.strip().rstrip("%")) / 100.0 * possible)
+        try:
+            share = float(score.grade.strip().rstrip("%")) / 100.0 * possible
+        except ValueError:  # "abc%": no percentage, nothing to send
+            return None
+        return _round(share) if math.isfinite(share) else None
     if grading is GradingType.LETTER and score.grade:
         fraction = letter_to_fraction(score.grade, scheme)
         if fraction is not None:

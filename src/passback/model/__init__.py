@@ -162,6 +162,14 @@ class CourseSnapshot(_Frozen):
     scores: tuple[Score, ...]
     grading_scheme: tuple[GradingSchemeEntry, ...] = ()
     problems: tuple[SourceProblem, ...] = ()
+    # An incremental read: ``scores`` holds only what changed after this instant (a score
+    # absent is unchanged, not gone); None for a full read.
+    changed_since: datetime | None = None
+    cursor_value: datetime | None = None  # the source's cursor after this read (the newest change seen)
+
+    @property
+    def partial(self) -> bool:
+        return self.changed_since is not None
 
     def student_sections(self) -> dict[str, tuple[str, ...]]:
         by_student: dict[str, list[str]] = {}

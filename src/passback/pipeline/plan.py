@@ -31,6 +31,7 @@ from passback.rules.matching import (
     match_categories,
     match_sections,
     match_students,
+    unmatched_student,
 )
 from passback.rules.score_rules import check_score
 from passback.store.identity import PENDING, IdentityIndex, IdentityRow
@@ -261,6 +262,15 @@ def extra_credit(assignment: Assignment, scores: list[Score], scheme: tuple) -> 
     return round(max(0.0, best - possible), 4)
 
 
+def _extra_credit(assignment: Assignment, scores: list[Score], inputs: PlanInputs,
+                  identity: IdentityRow | None) -> float:
+    """The allowance for the scores read; a narrowed read saw only some, so never less than what was sent."""
+    found = extra_credit(assignment, scores, inputs.snapshot.grading_scheme)
+    if inputs.snapshot.partial and identity is not None and identity.value:
+        return max(found, float(identity.value.get("extra_credit_points") or 0.0))
+    return found
+
+
 def _plan_assignment(
     assignment: Assignment,
     inputs: PlanInputs,
@@ -324,7 +334,7 @@ def _plan_assignment(
         description=plain_text(assignment.description),
         due_date=due,
         points_possible=assignment.points_possible,
-        extra_credit_points=extra_credit(assignment, scores, inputs.snapshot.grading_scheme),
+        extra_credit_points=_extra_credit(assignment, scores, inputs, identity),
         category_ids=category_ids,
     )
     ours = identity.dest_id if identity is not None else None
@@ -393,7 +403,7 @@ def _plan_score(
     if finding is not None and not (finding.code == "missing-not-sent" and written and in_roster):
         if finding.code == "student-not-in-destination-section":
             finding = Finding(finding.code, finding.context | {
-                "dest_student_id": dest_student or f"(no student with SIS id {sis_id})",
+                "dest_student_id": dest_student or unmatched_student(inputs.snapshot.students, sis_id),
                 "dest_assignment_section_id": dest_section or "(no section)",
             })
         return ScoreStep(action=SKIP if finding.outcome == "skipped" else ERROR, finding=finding, **base)

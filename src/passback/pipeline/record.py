@@ -7,7 +7,8 @@ after the destination confirmed the writes they describe. Units are flushed one 
 (``flush_every=1``) or every N items, and whatever is buffered is flushed when the run
 ends, however it ends, so an acknowledged write is never forgotten.
 
-A dry run has a recorder too, with no run id: it counts and writes nothing.
+A dry run has a recorder too, with no run id: it counts and writes nothing. Unchanged
+items are only counted (see :class:`Recorder`).
 """
 
 from __future__ import annotations
@@ -32,14 +33,25 @@ class Unit:
     audit: list[AuditEntry] = field(default_factory=list)
 
 
-class Recorder:
-    """Counts outcomes and writes units to the store; safe to call from the sender's thread."""
+UNCHANGED = "unchanged"
 
-    def __init__(self, store: Store, pairing: Pairing, run_id: str | None, *, flush_every: int = 1) -> None:
+
+class Recorder:
+    """Counts outcomes and writes units to the store; safe to call from the sender's thread.
+
+    An unchanged item is counted, never stored: a district re-synced nightly would
+    otherwise store every score it did not send, every night. Writes, skips and errors
+    keep their rows (what was done, and what needs someone).
+    """
+
+    def __init__(self, store: Store, pairing: Pairing, run_id: str | None, *, flush_every: int = 1,
+                 flush_seconds: float | None = None) -> None:
         self.store = store
         self.pairing = pairing
         self.run_id = run_id
         self.flush_every = flush_every
+        self.flush_seconds = flush_seconds  # a slow run still shows its progress in the store this often
+        self._flushed_at = time.monotonic()
         self.counts: Counter[str] = Counter()
         self.seconds = 0.0  # spent writing to the store
         self._buffer = Unit()
@@ -63,9 +75,9 @@ class Recorder:
             buffer = self._buffer
             buffer.released.extend(unit.released)
             buffer.identities.extend(unit.identities)
-            buffer.items.extend(unit.items)
+            buffer.items.extend(item for item in unit.items if item.outcome != UNCHANGED)
             buffer.audit.extend(unit.audit)
-            full = len(buffer.items) + len(buffer.identities) >= self.flush_every
+            full = len(buffer.items) + len(buffer.identities) >= self.flush_every or self._due()
         if full:
             self.flush()
 
@@ -77,7 +89,8 @@ class Recorder:
             if not self.writes:
                 return
             buffer = self._buffer
-            buffer.items.append(item)
+            if item.outcome != UNCHANGED:
+                buffer.items.append(item)
             if identity is not None:
                 buffer.identities.append(identity)
             if released is not None:
@@ -86,10 +99,14 @@ class Recorder:
         if full:
             self.flush()
 
+    def _due(self) -> bool:
+        return self.flush_seconds is not None and time.monotonic() - self._flushed_at >= self.flush_seconds
+
     def flush(self) -> None:
         """Write what is buffered in one transaction."""
         with self._lock:
             unit, self._buffer = self._buffer, Unit()
+            self._flushed_at = time.monotonic()
         if not self.writes or not (unit.items or unit.identities or unit.released or unit.audit):
             return
         started = time.perf_counter()

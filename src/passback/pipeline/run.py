@@ -53,6 +53,7 @@ class RunRequest(BaseModel):
     dry_run: bool = False
     overwrite_drift: bool = False  # gradebook: send the source's grade over a hand edit
     resync: bool = False  # state reporting: everything again, orphans deleted
+    full_read: bool = False  # gradebook: read every score, not only what changed since the cursor (reconciliation)
     today: date | None = None  # the day closed terms are judged by (tests set it)
     wait_seconds: float = 0.0  # how long to wait for another run of the same scope to end
     parent_run_id: str | None = None  # the run to several destinations this run is the part of
@@ -73,6 +74,7 @@ class RunOptions:
     concurrency: int = 8
     district_title_limit: int = 30
     block_closed_terms: bool = True
+    reconcile_days: float = 7.0  # a course is read whole at least this often, whatever its cursor says
 
 
 @dataclass

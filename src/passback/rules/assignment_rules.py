@@ -59,6 +59,8 @@ def assigned_to(assignment: Assignment, ctx: AssignmentRuleContext) -> list[Find
 
 
 def name_length(assignment: Assignment, ctx: AssignmentRuleContext) -> list[Finding]:
+    if not assignment.name.strip():
+        return [Finding("name-missing", _names(assignment))]
     length = len(assignment.name)
     if length > ctx.capabilities.name_max_length:
         return [Finding("name-over-destination-limit", _names(assignment) | {"length": length})]
@@ -76,6 +78,8 @@ def name_length(assignment: Assignment, ctx: AssignmentRuleContext) -> list[Find
 def points_possible(assignment: Assignment, ctx: AssignmentRuleContext) -> list[Finding]:
     if ctx.capabilities.requires_points_possible and assignment.points_possible is None:
         return [Finding("points-possible-none", _names(assignment))]
+    if assignment.points_possible is not None and assignment.points_possible < 0:
+        return [Finding("points-possible-negative", _names(assignment) | {"points_possible": assignment.points_possible})]
     return []
 
 

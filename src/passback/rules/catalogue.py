@@ -235,6 +235,23 @@ _ENTRIES = [
         fix="Move the due date inside the course term and sync again.",
     ),
     CatalogueEntry(
+        code="name-missing",
+        outcome="error",
+        message="Assignment {assignment_id} has no name.",
+        meaning="The assignment's name is blank; the destination requires a name for every assignment.",
+        fix=(
+            'Give the assignment a name in Canvas (add "/assignments/{assignment_id}" to the end of your '
+            "course URL) and sync again."
+        ),
+    ),
+    CatalogueEntry(
+        code="points-possible-negative",
+        outcome="error",
+        message="Assignment {assignment_name} is out of {points_possible} points; points possible cannot be negative.",
+        meaning="An assignment is out of 0 points or more; a negative points possible cannot be sent.",
+        fix="Change the assignment in Canvas to be out of 0 points or more and sync again.",
+    ),
+    CatalogueEntry(
         code="name-over-district-limit",
         outcome="error",
         message="Name is too long, must be under {limit_plus_one} characters",
@@ -350,9 +367,10 @@ _ENTRIES = [
         outcome="error",
         message="{file} line {line}: {problem}",
         meaning=(
-            "A row of a file-based source (a OneRoster CSV export) could not be read: a value the "
-            "format does not allow, a reference to a record the export does not hold, or a row "
-            "missing a field. That row is neither sent nor cleared; every other row was read and synced."
+            "A row of a file-based source (a OneRoster CSV export), or of an API source's listing (its "
+            "line is its place in the listing), could not be read: a value the format does not allow, a "
+            "reference to a record the source does not hold, a record listed twice with different values, "
+            "or a row missing a field. That row is neither sent nor cleared; every other row was read and synced."
         ),
         fix="{fix}",
     ),

@@ -17,6 +17,7 @@ mapping beats the category rule the way an override beats the section and studen
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,14 +228,30 @@ def match_student(student: Student, dest_student_ids: Mapping[str, str], matchin
 
 def match_students(students: Sequence[Student], dest_student_ids: Mapping[str, str],
                    matching: Matching = DEFAULT) -> dict[str, str]:
-    """Source student id -> destination student id, for the students that match."""
+    """Source student id -> destination student id, for the students that match.
+
+    A destination student the rule matches to two source students (two users with one SIS
+    id) is matched to neither: whose grades it holds cannot be told, and each would overwrite
+    the other's (a hand override is taken as given).
+    """
     known = frozenset(dest_student_ids.values())
-    found = {}
+    found, by_hand = {}, set()
     for student in students:
         dest = match_student(student, dest_student_ids, matching, known)
         if dest is not None:
             found[student.source_id] = dest
-    return found
+            if matching.override(STUDENT, student.source_id) is not None:
+                by_hand.add(student.source_id)
+    claimed = Counter(found.values())
+    return {source: dest for source, dest in found.items() if source in by_hand or claimed[dest] == 1}
+
+
+def unmatched_student(students: Sequence[Student], sis_id: str | None) -> str:
+    """How an error names the destination student a source student has none of."""
+    sharing = sum(1 for s in students if sis_id and s.sis_id == sis_id)
+    if sharing > 1:
+        return f"(SIS id {sis_id} is shared by {sharing} students of the course; none is matched)"
+    return f"(no student with SIS id {sis_id})"
 
 
 # --- categories ---------------------------------------------------------------------------------

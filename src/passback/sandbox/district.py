@@ -242,8 +242,22 @@ def _assignment(assignment_id: int, course_id: int, name: str, description: str,
     }
 
 
+def _stamps(due_at: str) -> tuple[str, str]:
+    """When an assignment's work was handed in and graded: the evening before it was due, and the next day.
+
+    Spread over the term as the due dates are (and never after today), as a real
+    gradebook's are: an incremental read of the submissions graded since the last run
+    then finds only what changed.
+    """
+    due = datetime.fromisoformat(due_at.replace("Z", "+00:00"))
+    submitted = due - timedelta(hours=20)
+    graded = datetime.combine(due.date() + timedelta(days=1), time(15, 0), tzinfo=UTC)
+    return submitted.strftime("%Y-%m-%dT%H:%M:%SZ"), graded.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _grade_all(canvas: dict[str, Any], rng: random.Random, assignment_id: int, students: list[int],
                points: float, grading: str) -> None:
+    submitted_at, graded_at = _stamps(canvas["assignments"][str(assignment_id)]["due_at"])
     for user_id in students:
         roll = rng.random()
         base = {
@@ -257,9 +271,9 @@ def _grade_all(canvas: dict[str, Any], rng: random.Random, assignment_id: int, s
         if roll < 0.04:
             base.update(missing=True, late_policy_status="missing")
         elif roll < 0.06:
-            base.update(excused=True, workflow_state="graded", graded_at="2026-11-01T15:00:00Z")
+            base.update(excused=True, workflow_state="graded", graded_at=graded_at)
         elif roll < 0.08:
-            base.update(attempt=1, submitted_at="2026-11-01T04:00:00Z", workflow_state="submitted",
+            base.update(attempt=1, submitted_at=submitted_at, workflow_state="submitted",
                         submission_type="online_text_entry")
         else:
             late = roll > 0.95
@@ -270,8 +284,8 @@ def _grade_all(canvas: dict[str, Any], rng: random.Random, assignment_id: int, s
                 score = round(rng.uniform(0.55, 1.0) * points * 2) / 2
                 grade = f"{round(score / points * 100, 2):g}%" if grading == "percent" else f"{score:g}"
             base.update(score=score, grade=grade, entered_score=score, entered_grade=grade, attempt=1,
-                        submitted_at="2026-11-01T04:00:00Z", graded_at="2026-11-02T15:00:00Z",
-                        posted_at="2026-11-02T15:00:00Z", workflow_state="graded", late=late,
+                        submitted_at=submitted_at, graded_at=graded_at,
+                        posted_at=graded_at, workflow_state="graded", late=late,
                         seconds_late=3600 if late else 0, late_policy_status="late" if late else None,
                         submission_type="online_text_entry")
         canvas["submissions"][f"{assignment_id}:{user_id}"] = base

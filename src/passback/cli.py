@@ -36,6 +36,7 @@ from passback.services import matching as matching_service
 from passback.services import statereport as state_service
 from passback.services.connections import Route
 from passback.services.history import catalogue, explain_run, recent_runs
+from passback.services.engine import queue_courses, queued_dispatch, wait_for_runs
 from passback.services.runs import sync_courses, sync_to_destinations
 from passback.services.sandbox_state import SANDBOX_DESTINATION, SANDBOX_SOURCE, forget_sandbox_state
 from passback.services.views import (
@@ -350,9 +351,18 @@ def sync_cmd(
                                    help="Send the source's grade even where the destination's was changed by hand."),
     wait: float = typer.Option(0.0, "--wait", min=0.0, metavar="SECONDS",
                                help="When another run is syncing the course, wait up to this long for it."),
+    full: bool = typer.Option(False, "--full",
+                              help="Read every score, not only what changed since the last run (a reconciliation)."),
+    queue: bool = typer.Option(False, "--queue",
+                               help="Hand each course to the workers (passback worker) as a queued run, and return."),
+    follow: float = typer.Option(0.0, "--follow", min=0.0, metavar="SECONDS",
+                                 help="With --queue: wait up to this long for the queued runs to end, and show them."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Sync a course, one assignment of it, or one student of it."""
+    if queue:
+        _queue(course, all_courses, source, destination, full, follow, json_out)
+        return
     if not course and not all_courses:
         err.print("error: name a course with --course ID, or use --all.")
         raise typer.Exit(COULD_NOT_RUN)
@@ -368,7 +378,7 @@ def sync_cmd(
             lambda progress: sync_to_destinations(
                 store, settings, source, destinations, scopes, all_courses=all_courses,
                 dry_run=dry_run, overwrite_drift=overwrite, wait_seconds=wait, actor=os_user(),
-                progress=progress),
+                progress=progress, full_read=full),
             quiet=json_out or dry_run,
         )
     if json_out:
@@ -379,6 +389,40 @@ def sync_cmd(
                 _print_plan(result.plan, details)
             _print_result(result)
     raise typer.Exit(exit_code(results))
+
+
+def _queue(course: list[str] | None, all_courses: bool, source: str, destination: list[str] | None, full: bool,
+           follow: float, json_out: bool) -> None:
+    """A district sync fanned out over the workers: one queued run per course."""
+    from passback.worker.tasks import enqueue  # the broker's client is loaded only when it is used
+
+    if not course and not all_courses:
+        err.print("error: name a course with --course ID, or use --all.")
+        raise typer.Exit(COULD_NOT_RUN)
+    if destination and len(destination) > 1:
+        err.print("error: --queue sends to one destination; queue each destination in its own command.")
+        raise typer.Exit(COULD_NOT_RUN)
+    settings = get_settings()
+    store = open_store(settings)
+    route = Route(source, (destination or [SANDBOX_DESTINATION])[0])
+    scopes = [Scope(course_id=c) for c in course or []]
+    with _friendly_errors():
+        run_ids = asyncio.run(queue_courses(store, settings, route, scopes, all_courses=all_courses, actor=os_user(),
+                                            full_read=full, dispatch=enqueue))
+        if follow:
+            finished = asyncio.run(wait_for_runs(store, run_ids, timeout=follow))
+        else:
+            finished = None
+    if json_out:
+        _emit_json({"queued": run_ids, "runs": finished})
+    elif finished is None:
+        console.print(f"{len(run_ids)} run(s) queued for the workers: {', '.join(r[:8] for r in run_ids)}")
+    else:
+        for row in finished:
+            counts = ", ".join(f"{k} {v}" for k, v in (row["counts"] or {}).items())
+            console.print(f"[bold]{row['id'][:8]}[/bold] {row['status']}: {counts}")
+    if finished is not None and any(r["status"] in ("queued", "running") for r in finished):
+        raise typer.Exit(COULD_NOT_RUN)
 
 
 def _print_result(result: RunResult) -> None:
@@ -1120,7 +1164,10 @@ app.add_typer(db_app, name="db")
 def serve(host: str = typer.Option("127.0.0.1", help="The address to listen on."),
           port: int = typer.Option(8000, help="The port to listen on."),
           scheduler: bool = typer.Option(True, "--scheduler/--no-scheduler",
-                                         help="Run the nightly schedules in this process.")) -> None:
+                                         help="Run the nightly schedules in this process."),
+          workers: bool = typer.Option(False, "--workers",
+                                       help="Scaled mode: Live Events syncs go to the workers (passback worker); "
+                                            "the schedules are the beat's.")) -> None:
     """The web product: Grade Sync pages, the REST API (/api/v1, /openapi.json) and the LTI launch."""
     import uvicorn
 
@@ -1128,10 +1175,41 @@ def serve(host: str = typer.Option("127.0.0.1", help="The address to listen on."
 
     settings = get_settings()
     with _friendly_errors():
-        open_store(settings).dispose()  # upgrade the schema, or say why the store cannot open, before listening
-        application = create_app(settings, scheduler=scheduler)
+        if workers:
+            from passback.worker.tasks import enqueue
+
+            store = open_store(settings)
+            application = create_app(settings, store, scheduler=False, coalescer=True,
+                                     dispatch=queued_dispatch(store, settings, enqueue))
+        else:
+            open_store(settings).dispose()  # upgrade the schema, or say why the store cannot open, before listening
+            application = create_app(settings, scheduler=scheduler)
     console.print(f"passback serves on http://{host}:{port}/ (sign in at /login; the API is described at /api/docs)")
     uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=True)
+
+
+@app.command("worker")
+def worker_cmd(
+    concurrency: int = typer.Option(1, "--concurrency", min=1, help="Courses this worker runs at once (processes)."),
+    beat: bool = typer.Option(False, "--beat", help="Also run the beat (due schedules) in this worker: one per district."),
+    loglevel: str = typer.Option("WARNING", "--loglevel"),
+) -> None:
+    """Run a task-engine worker (Celery) over the store: courses queued by sync --queue and by the schedules."""
+    from passback.worker.app import app as engine  # imported here: the broker's client only when a worker runs
+
+    args = ["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
+    args += ["--pool=solo"] if concurrency == 1 else ["--pool=prefork"]
+    if beat:
+        args.append("--beat")
+    engine.worker_main(args)
+
+
+@app.command("beat")
+def beat_cmd(loglevel: str = typer.Option("WARNING", "--loglevel")) -> None:
+    """Run the task engine's beat alone: every PASSBACK_SCHEDULER_SECONDS it queues the due schedules."""
+    from passback.worker.app import app as engine
+
+    engine.start(["beat", f"--loglevel={loglevel}"])
 
 
 @db_app.command("upgrade")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -48,8 +50,17 @@ from passback.store.history import FAILED, MULTI, claim_run, empty_counts, finis
 log = structlog.get_logger("passback.runs")
 
 PIPELINES: dict[str, Pipeline] = {p.name: p for p in (GradebookPipeline(), StateReportPipeline())}
-FLUSH_EVERY = {"gradebook": 1, "statereport": BATCH}  # a unit per assignment; Ed-Fi answers in batches
+# Recorded in batches (Ed-Fi answers in batches anyway): a transaction per assignment cost a district sync
+# more than its reads. Safe to lose on a crash: an assignment's create is announced in the store before it
+# is sent (found again, never made twice) and a score write is an upsert (sent again, the same value).
+FLUSH_EVERY = {"gradebook": 2000, "statereport": BATCH}
+FLUSH_SECONDS = {"gradebook": 0.5, "statereport": None}  # and at least this often, so a slow run shows its progress
 INTERRUPTED = "interrupted"
+
+
+def process_name() -> str:
+    """Which process carried a run out (a worker, a server, the CLI): read at the time, a forked worker has its own."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 NOT_STARTED = "not_started"  # another run held the scope
 
 
@@ -58,17 +69,17 @@ def run_options(settings: Settings, store: Store | None = None) -> RunOptions:
     the store (read afresh, so a change holds from the next run in every process), else the environment's."""
     if store is None:
         return RunOptions(concurrency=settings.concurrency, district_title_limit=settings.district_title_limit,
-                          block_closed_terms=settings.block_closed_terms)
+                          block_closed_terms=settings.block_closed_terms, reconcile_days=settings.reconcile_days)
     district = get_district(store, settings)
     return RunOptions(concurrency=settings.concurrency, district_title_limit=district.title_limit,
-                      block_closed_terms=district.block_closed_terms)
+                      block_closed_terms=district.block_closed_terms, reconcile_days=settings.reconcile_days)
 
 
-def submit(store: Store, request: RunRequest) -> str:
-    """Store the run as queued; returns its id."""
+def submit(store: Store, request: RunRequest, *, run_id: str | None = None) -> str:
+    """Store the run as queued; returns its id (``run_id`` names it in advance)."""
     return submit_run(store, request.pairing, pipeline=request.pipeline, request=request.model_dump(mode="json"),
                       trigger=request.trigger, scope=request.scope_record(), actor=request.actor,
-                      parent_run_id=request.parent_run_id)
+                      parent_run_id=request.parent_run_id, run_id=run_id)
 
 
 async def execute(store: Store, settings: Settings, run_id: str, *, connectors: Any = None,
@@ -133,7 +144,8 @@ def describe(exc: BaseException) -> str:
 async def _carry_out(store: Store, settings: Settings, request: RunRequest, run_id: str | None, connectors: Any,
                      progress: Progress | None, on_plan: Callable[[Any], None] | None) -> RunResult:
     started = time.perf_counter()
-    recorder = Recorder(store, request.pairing, run_id, flush_every=FLUSH_EVERY[request.pipeline])
+    recorder = Recorder(store, request.pairing, run_id, flush_every=FLUSH_EVERY[request.pipeline],
+                        flush_seconds=FLUSH_SECONDS[request.pipeline])
     ctx = RunContext(store=store, request=request, run_id=run_id, recorder=recorder, options=run_options(settings, store),
                      progress=progress, on_plan=on_plan)
     token = request_meter.set(ctx.meter)
@@ -160,7 +172,8 @@ def _finish(store: Store, run_id: str | None, recorder: Recorder, ctx: RunContex
         recorder.flush()
     except Exception as exc:  # noqa: BLE001 - the store itself failed; say so on the run if it can be said
         failure = failure or describe(exc)
-    stats = {"seconds": round(time.perf_counter() - started, 3), "requests": dict(ctx.meter), "phases": ctx.phases}
+    stats = {"seconds": round(time.perf_counter() - started, 3), "requests": dict(ctx.meter), "phases": ctx.phases,
+             "process": process_name()}
     stats.update(outcome.stats)
     counts = recorder.totals()
     status = status or outcome.status
@@ -189,6 +202,7 @@ async def sync_courses(
     wait_seconds: float = 0.0,
     progress: Progress | None = None,
     parents: dict[str, str] | None = None,
+    full_read: bool = False,
 ) -> list[RunResult]:
     """Sync each scope (or every course the source sees): one run each, several courses at a time.
 
@@ -223,7 +237,7 @@ async def sync_courses(
                 scope=RunScope(course_id=scope.course_id, assignment_id=scope.assignment_id,
                                student_id=scope.student_id),
                 trigger=trigger, actor=actor, dry_run=dry_run, overwrite_drift=overwrite_drift,
-                wait_seconds=wait_seconds, parent_run_id=(parents or {}).get(scope.course_id))
+                wait_seconds=wait_seconds, parent_run_id=(parents or {}).get(scope.course_id), full_read=full_read)
             async with gate:
                 try:
                     return await run(store, settings, request, connectors=opened.connectors, progress=step_done,
@@ -259,6 +273,7 @@ async def sync_to_destinations(
     overwrite_drift: bool = False,
     wait_seconds: float = 0.0,
     progress: Progress | None = None,
+    full_read: bool = False,
 ) -> list[RunResult]:
     """Sync each course to every destination in one run: one history entry per course, one part per destination.
 
@@ -271,7 +286,7 @@ async def sync_to_destinations(
     if len(destinations) == 1:
         return await sync_courses(store, settings, Route(source, destinations[0]), scopes, all_courses=all_courses,
                                   trigger=trigger, actor=actor, dry_run=dry_run, overwrite_drift=overwrite_drift,
-                                  wait_seconds=wait_seconds, progress=progress)
+                                  wait_seconds=wait_seconds, progress=progress, full_read=full_read)
     if all_courses:
         async with open_route(store, settings, Route(source, destinations[0])) as opened:
             scopes = [Scope(course_id=str(c)) for c in await opened.source.list_course_ids()]
@@ -292,7 +307,7 @@ async def sync_to_destinations(
     parts = await asyncio.gather(*(
         sync_courses(store, settings, Route(source, destination), scopes, trigger=trigger, actor=actor,
                      dry_run=dry_run, overwrite_drift=overwrite_drift, wait_seconds=wait_seconds,
-                     progress=progress, parents=parents)
+                     progress=progress, parents=parents, full_read=full_read)
         for destination in destinations))
     if dry_run:
         return [result for per_destination in parts for result in per_destination]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,7 +30,7 @@ from passback.pipeline.run import RunRequest, RunScope
 from passback.services.district import DistrictSettings, get_district
 from passback.services.courseware import is_manual
 from passback.services.leases import Busy
-from passback.services.runs import run
+from passback.services.runs import run, submit
 from passback.settings import Settings
 from passback.store import schedules as repo
 from passback.store.db import Store
@@ -175,8 +176,12 @@ def reschedule_nightly(store: Store, district: DistrictSettings, *, now: datetim
 # --- the tick: run what is due ---------------------------------------------------------------------
 
 
-async def run_due(store: Store, settings: Settings, *, now: datetime | None = None) -> list[str]:
+async def run_due(store: Store, settings: Settings, *, now: datetime | None = None,
+                  dispatch: Callable[[str], None] | None = None) -> list[str]:
     """Claim each due nightly schedule once and run it; the ids of the runs made.
+
+    ``dispatch`` hands each run to the task engine as a queued run instead (the engine's
+    beat calls this in scaled mode, so the night's courses spread over the workers).
 
     A course another run holds (Busy) is left for the next night; a schedule that
     cannot run (its connections do not open, the store refuses) is logged and the next
@@ -191,7 +196,7 @@ async def run_due(store: Store, settings: Settings, *, now: datetime | None = No
         then = _next_for(district, key, max(now, was))
         if not await asyncio.to_thread(repo.claim, store, row["id"], was=was, then=then):
             continue  # another scheduler claimed it first, and runs it
-        run_id = await _run_one(store, settings, row, then)
+        run_id = await _run_one(store, settings, row, then, dispatch)
         if run_id is not None:
             run_ids.append(run_id)
     return run_ids
@@ -208,7 +213,8 @@ async def _manual_passback(store: Store, settings: Settings, row: dict[str, Any]
         return False
 
 
-async def _run_one(store: Store, settings: Settings, row: dict[str, Any], then: datetime) -> str | None:
+async def _run_one(store: Store, settings: Settings, row: dict[str, Any], then: datetime,
+                   dispatch: Callable[[str], None] | None = None) -> str | None:
     where = {"schedule_id": row["id"], "source_connection_id": row["source_connection_id"],
              "destination_connection_id": row["destination_connection_id"], "course_id": row["course_id"]}
     request = RunRequest(pipeline="gradebook", source_connection_id=row["source_connection_id"],
@@ -217,6 +223,12 @@ async def _run_one(store: Store, settings: Settings, row: dict[str, Any], then: 
     if await _manual_passback(store, settings, row):
         log.info("schedule_manual_passback", next_run_at=then, **where)  # seed 002: only when a person asks
         return None
+    if dispatch is not None:
+        queued = await asyncio.to_thread(submit, store, request)
+        dispatch(queued)
+        await asyncio.to_thread(repo.record_run, store, row["id"], run_id=queued, at=datetime.now(UTC))
+        log.info("schedule_queued", run_id=queued, next_run_at=then, **where)
+        return queued
     try:
         result = await run(store, settings, request)
     except Busy:  # a person's run has the course now; tonight's is theirs, the schedule tries next night

@@ -49,9 +49,14 @@ MULTI = "multi"  # a run to several destinations: its items are in its part runs
 
 
 def submit_run(store: Store, pairing: Pairing, *, pipeline: str, request: dict[str, Any], trigger: str,
-               scope: dict[str, Any], actor: str, parent_run_id: str | None = None, status: str = QUEUED) -> str:
-    """Store a queued run; :func:`claim_run` later takes it, once."""
-    run_id = str(uuid.uuid4())
+               scope: dict[str, Any], actor: str, parent_run_id: str | None = None, status: str = QUEUED,
+               run_id: str | None = None) -> str:
+    """Store a queued run; :func:`claim_run` later takes it, once.
+
+    ``run_id`` names it in advance: a second submit of that id fails on the key (two
+    deliveries of one task continuing one interrupted run make one run, not two).
+    """
+    run_id = run_id or str(uuid.uuid4())
     with store.transaction() as db:
         db.execute(runs.insert().values(
             id=run_id, source_connection_id=pairing.source_connection_id,
@@ -227,6 +232,14 @@ def interrupt_run(store: Store, run_id: str, reason: str) -> bool:
             status=INTERRUPTED, finished_at=datetime.now(UTC), failure=reason,
             counts=recorded_counts(db, run_id)))
     return bool(result.rowcount)
+
+
+def queued_since(store: Store, before: datetime) -> list[str]:
+    """Runs still queued that were submitted before ``before``, oldest first."""
+    with store.engine.connect() as db:
+        rows = db.execute(sa.select(runs.c.id).where(runs.c.status == QUEUED, runs.c.started_at < before)
+                          .order_by(runs.c.started_at)).all()
+    return [row.id for row in rows]
 
 
 def running_since(store: Store, before: datetime) -> list[str]:

@@ -1,0 +1,1 @@
+"""The task engine's adapter: Celery workers and beat over the same services the CLI calls."""

@@ -1,0 +1,54 @@
+"""The tasks: thin adapters that call the service layer in a fresh event loop and ask to be retried.
+
+Each worker process opens the store once (after the fork), and runs one task at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import structlog
+from celery import Task
+
+from passback.services.engine import carry_out, requeue_stale
+from passback.services.schedules import run_due
+from passback.settings import get_settings
+from passback.store.db import Store, open_store
+from passback.worker.app import EXECUTE, REQUEUE, TICK, app
+
+log = structlog.get_logger("passback.worker")
+_stores: dict[int, Store] = {}
+
+
+def store() -> Store:
+    """This process's store (a forked child opens its own: connections do not cross a fork)."""
+    pid = os.getpid()
+    if pid not in _stores:
+        _stores[pid] = open_store(get_settings())
+    return _stores[pid]
+
+
+def enqueue(run_id: str) -> None:
+    """Hand a queued run to the workers."""
+    execute_run.delay(run_id)
+
+
+@app.task(name=EXECUTE, bind=True, max_retries=None)
+def execute_run(self: Task, run_id: str) -> dict[str, Any]:
+    attempt = asyncio.run(carry_out(store(), get_settings(), run_id))
+    if attempt.retry_in is not None:
+        raise self.retry(countdown=attempt.retry_in)
+    log.info("task_done", run_id=attempt.run_id, status=attempt.status)
+    return {"run_id": attempt.run_id, "status": attempt.status}
+
+
+@app.task(name=TICK)
+def tick_schedules() -> list[str]:
+    return asyncio.run(run_due(store(), get_settings(), dispatch=enqueue))
+
+
+@app.task(name=REQUEUE)
+def requeue() -> list[str]:
+    return requeue_stale(store(), get_settings(), enqueue)

@@ -50,6 +50,7 @@ from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import RSAKey
 
 from passback.errors import Invalid, NotFound, PassbackError, Unavailable
+from passback.services.jwks import parse_jwks
 from passback.settings import Settings
 from passback.store import live_events as repo
 from passback.store.db import Store
@@ -282,21 +283,6 @@ class JwksCache:
         except (ValueError, KeyError, TypeError) as exc:
             raise KeysUnavailable(f"The Live Events JWKS URL {url} did not answer a JSON Web Key Set; {fix}.") from exc
         return parse_jwks(entries)
-
-
-def parse_jwks(entries: list[Any]) -> dict[str, RSAKey]:
-    """The RSA signing keys of a JWKS's ``keys``, by kid; a broken or foreign entry does not spoil the others."""
-    keys: dict[str, RSAKey] = {}
-    for entry in entries:
-        if not isinstance(entry, dict) or entry.get("kty") != "RSA" or not entry.get("kid"):
-            continue
-        if entry.get("use", "sig") != "sig" or entry.get("alg", ALGORITHM) != ALGORITHM:
-            continue
-        try:
-            keys[str(entry["kid"])] = RSAKey.import_key(entry)
-        except (JoseError, ValueError, TypeError):
-            continue
-    return keys
 
 
 # --- the delivery ---------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import RSAKey
 
 from passback.errors import Invalid, NotFound
+from passback.services.jwks import parse_jwks
 from passback.settings import Settings
 from passback.store import lti as lti_store
 from passback.store.db import Store
@@ -377,17 +378,7 @@ async def _fetch_jwks(url: str, platform: dict[str, Any], transport: httpx.Async
             raise TypeError("keys is not a list")
     except (ValueError, KeyError, TypeError) as exc:
         raise LtiError(f"The platform's JWKS URL {url} did not answer a JSON Web Key Set; {fix}.") from exc
-    keys: dict[str, RSAKey] = {}
-    for entry in entries:
-        if not isinstance(entry, dict) or entry.get("kty") != "RSA" or not entry.get("kid"):
-            continue
-        if entry.get("use", "sig") != "sig" or entry.get("alg", ALGORITHM) != ALGORITHM:
-            continue
-        try:
-            keys[str(entry["kid"])] = RSAKey.import_key(entry)
-        except (JoseError, ValueError, TypeError):
-            continue  # one broken key in the set does not spoil the others
-    found = _Jwks(time.monotonic(), keys)
+    found = _Jwks(time.monotonic(), parse_jwks(entries))
     _jwks_cache[url] = found
     return found
 

@@ -30,6 +30,7 @@ PUBLIC = {  # open to anyone, each for its reason
     ("GET", "/lti/jwks"): "passback's public keys",
     ("GET", "/lti/config.json"): "the developer key JSON (no secret in it)",
     ("POST", "/events/canvas"): "Canvas Live Events (each verified against the publisher's keys; unsigned refused)",
+    ("POST", "/events/courseware"): "courseware events (each verified by HMAC with the connection's events_secret)",
     ("GET", "/openapi.json"): "the API's description",
     ("GET", "/api/docs"): "the API's documentation page",
     ("GET", "/docs/oauth2-redirect"): "part of the documentation page",
@@ -130,7 +131,8 @@ def test_state_changing_requests_without_the_csrf_token_are_refused(web: Web,
                                                                     people: dict[str, httpx.Client]) -> None:
     own_course = web.courses[0]  # teacher A's: only the missing token can refuse
     unsafe = [(m, p) for m, p in _routes(web)
-              if m in UNSAFE and p not in ("/login", "/lti/login", "/lti/launch", "/events/canvas")]
+              if m in UNSAFE
+              and p not in ("/login", "/lti/login", "/lti/launch", "/events/canvas", "/events/courseware")]
     assert unsafe
     for method, path in unsafe:
         if _is_learner_route(path):

@@ -56,11 +56,8 @@ request that is not a control path.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -68,12 +65,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+
+from passback.emulators.webhooks import Delivery, Outbox, Publisher, subscription_routes
 
 if TYPE_CHECKING:
     from passback.emulators.canvas import CanvasEmulator
@@ -82,7 +80,6 @@ JWKS_PATH = "/live_events/jwks"
 SHARD = 1
 SHARD_FACTOR = 10**13
 EVENT_NAMES = ("grade_change", "submission_updated", "assignment_created", "assignment_updated")
-RETRY_SECONDS = 0.5  # a failed delivery is tried again after this, doubled per attempt
 TIME_ZONE = "America/Chicago"
 
 
@@ -122,17 +119,7 @@ class Origin:
                    client_ip=request.client.host if request.client else None, user_id=user_id)
 
 
-@dataclass
-class _Delivery:
-    subscription_id: str
-    event_name: str
-    body: bytes
-    content_type: str
-    kid: str | None
-    attempt: int = 1
-
-
-class LiveEventsPublisher:
+class LiveEventsPublisher(Publisher):
     """Signing keys, subscriptions, the events' payloads and their delivery (a background task).
 
     The keys and subscriptions are kept in the emulator's state (``state["live_events"]``),
@@ -149,13 +136,8 @@ class LiveEventsPublisher:
         state.setdefault("next_subscription", 1)
         if not state["keys"]:
             self._add_key()
-        self.deliveries: list[dict[str, Any]] = []
         self.emitted: deque[dict[str, Any]] = deque(maxlen=10_000)  # the events made, newest last (tests replay them)
-        self.pending = 0
-        self._queue: asyncio.Queue[_Delivery] | None = None
-        self._worker: asyncio.Task[None] | None = None
-        self._retries: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
+        self.outbox = Outbox(lambda: self.emu.state["live_events"]["subscriptions"], "canvas-live-events")
         self._imported: dict[str, RSAKey] = {}  # importing a private JWK checks the key (tens of ms): once per key
 
     @property
@@ -348,10 +330,12 @@ class LiveEventsPublisher:
                 continue
             if subscription["signed"]:
                 kid = self.kid
-                item = _Delivery(subscription["id"], name, self.sign(event).encode(), "application/jwt", kid)
+                item = Delivery(subscription["id"], self.sign(event).encode(), {"Content-Type": "application/jwt"},
+                                {"event_name": name, "kid": kid})
             else:
-                item = _Delivery(subscription["id"], name, _json_bytes(event), "application/json", None)
-            self._enqueue(item)
+                item = Delivery(subscription["id"], _json_bytes(event), {"Content-Type": "application/json"},
+                                {"event_name": name, "kid": None})
+            self.outbox.put(item)
         return event
 
     def emit_grade(self, course: dict[str, Any], assignment: dict[str, Any], old: dict[str, Any],
@@ -363,57 +347,8 @@ class LiveEventsPublisher:
             self.emit("grade_change", course, self.grade_change_body(assignment, old, new, origin.user_id), origin)
         self.emit("submission_updated", course, self.submission_body(assignment, new), origin)
 
-    def _enqueue(self, item: _Delivery) -> None:
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            self._worker = asyncio.get_running_loop().create_task(self._deliver_all(), name="canvas-live-events")
-        self.pending += 1
-        self._queue.put_nowait(item)
-
-    async def _deliver_all(self) -> None:
-        assert self._queue is not None
-        self._client = httpx.AsyncClient(timeout=10.0)
-        while True:
-            await self._deliver(await self._queue.get())
-
-    async def _deliver(self, item: _Delivery) -> None:
-        subscription = self.state["subscriptions"].get(item.subscription_id)
-        if subscription is None:
-            self.pending -= 1
-            return
-        status: int | None
-        try:
-            assert self._client is not None
-            response = await self._client.post(subscription["url"], content=item.body,
-                                               headers={"Content-Type": item.content_type})
-            status = response.status_code
-        except httpx.HTTPError:  # not answered: tried again, as a refused delivery is
-            status = None
-        self.deliveries.append({"subscription": item.subscription_id, "event_name": item.event_name, "kid": item.kid,
-                                "status": status, "attempt": item.attempt, "at": time.time()})
-        delivered = status is not None and 200 <= status < 300
-        if delivered or item.attempt >= subscription["max_attempts"]:
-            self.pending -= 1
-            return
-        item.attempt += 1
-        retry = asyncio.get_running_loop().create_task(self._later(item, RETRY_SECONDS * 2 ** (item.attempt - 2)))
-        self._retries.add(retry)
-        retry.add_done_callback(self._retries.discard)
-
-    async def _later(self, item: _Delivery, delay: float) -> None:
-        await asyncio.sleep(delay)
-        if self._queue is not None:
-            self._queue.put_nowait(item)
-
-    async def stop(self) -> None:
-        """Stop delivering (the emulator shuts down); what was not delivered is dropped."""
-        for task in [self._worker, *self._retries]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self._client is not None:
-            await self._client.aclose()
+    def listed(self) -> list[dict[str, Any]]:
+        return list(self.state["subscriptions"].values())
 
 
 def _lti_assignment_id(assignment: dict[str, Any]) -> str:
@@ -431,34 +366,11 @@ def live_event_routes(publisher: LiveEventsPublisher) -> tuple[list[BaseRoute], 
         publisher.emu.requests[f"GET {JWKS_PATH}"] += 1
         return JSONResponse(publisher.jwks())
 
-    async def subscriptions(request: Request) -> Response:
-        if request.method == "GET":
-            return JSONResponse(list(publisher.state["subscriptions"].values()))
-        try:
-            body = await request.json()
-            if not isinstance(body, dict):
-                raise TypeError("The subscription must be a JSON object")
-            return JSONResponse(publisher.subscribe(body))
-        except (ValueError, TypeError) as exc:
-            return JSONResponse({"message": str(exc)}, status_code=400)
-
-    async def subscription(request: Request) -> Response:
-        if not publisher.unsubscribe(request.path_params["subscription_id"]):
-            return JSONResponse({"message": "no such subscription"}, status_code=404)
-        return JSONResponse({"deleted": True})
-
     async def rotate(request: Request) -> Response:
         body = await request.json() if await request.body() else {}
         return JSONResponse(publisher.rotate(keep_previous=bool((body or {}).get("keep_previous", True))))
 
-    async def deliveries(request: Request) -> Response:
-        return JSONResponse({"pending": publisher.pending, "deliveries": publisher.deliveries})
-
     public: list[BaseRoute] = [Route(JWKS_PATH, jwks, methods=["GET"])]
-    control: list[BaseRoute] = [
-        Route("/_emulator/live_events/subscriptions", subscriptions, methods=["GET", "POST"]),
-        Route("/_emulator/live_events/subscriptions/{subscription_id}", subscription, methods=["DELETE"]),
-        Route("/_emulator/live_events/rotate", rotate, methods=["POST"]),
-        Route("/_emulator/live_events/deliveries", deliveries, methods=["GET"]),
-    ]
+    control: list[BaseRoute] = [*subscription_routes("/_emulator/live_events", publisher),
+                                Route("/_emulator/live_events/rotate", rotate, methods=["POST"])]
     return public, control

@@ -55,6 +55,14 @@ not model a student's own sign-in)
     attempt, numbered after the student's last, graded at attempt time against the
     activity's points then (``score`` above them is 422; null leaves it unscored).
 
+An instructor adds an activity with ``POST /courses/{id}/activities`` ``{"page_id", "title",
+"kind", "points_possible"}`` (201, the activity).
+
+Change events (:mod:`passback.emulators.courseware_events`): an attempt or a first page
+completion emits ``score_changed``, an activity added or its points changed
+``activity_changed``, a page's points changed ``page_changed``, each posted (HMAC-signed, in
+the background) to the URLs subscribed with ``POST /_emulator/events/subscriptions``.
+
 Control (never faulted): ``/_emulator/stats``, ``/_emulator/faults``,
 ``/_emulator/state``, ``/_emulator/writes`` (every write accepted; in process
 ``app.state.writes`` and ``app.state.faults``).
@@ -76,6 +84,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from passback.emulators.app import emulator_app
+from passback.emulators.courseware_events import (
+    ACTIVITY_CHANGED,
+    PAGE_CHANGED,
+    SCORE_CHANGED,
+    CoursewareEventsPublisher,
+)
+from passback.emulators.courseware_events import event_routes as courseware_event_routes
 from passback.emulators.faults import FaultConfig
 from passback.emulators.state import StateFile
 
@@ -227,6 +242,7 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
     store = StateFile(state_path)
     emu = CoursewareEmulator(state or store.load() or empty_state())
     faults = faults or FaultConfig()
+    events = CoursewareEventsPublisher(emu.state, lambda: setattr(store, "dirty", True))
 
     def route(path: str, methods: list[str]) -> Callable[[Callable[..., Awaitable[Response]]], Route]:
         """A token-checked endpoint; the handler gets the request, the token's row and the course (if named)."""
@@ -296,12 +312,33 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
         if points is None:
             return error(422, "invalid", "points must be a number of 0 or more.", "points")
         page["points"] = points
+        events.emit(PAGE_CHANGED, course["id"], page_id=page["id"])
         return JSONResponse({k: page[k] for k in ("id", "title", "position", "points")})
 
-    @route("/api/v1/courses/{course_id}/activities", ["GET"])
+    @route("/api/v1/courses/{course_id}/activities", ["GET", "POST"])
     async def activities(request: Request, token: dict[str, Any], course: dict[str, Any]) -> Response:
+        if request.method == "POST":
+            return add_activity(course, await _json(request))
         return listing(request, [{k: a[k] for k in ("id", "page_id", "title", "kind", "points_possible")}
                                  for a in emu.activities(course["id"])])
+
+    def add_activity(course: dict[str, Any], body: Any) -> Response:
+        if not isinstance(body, dict):
+            return error(422, "invalid", "The body must be a JSON object.")
+        page = emu.state["pages"].get(str(body.get("page_id")))
+        if page is None or page["course_id"] != course["id"]:
+            return error(422, "invalid", "page_id must name a page of this course.", "page_id")
+        points = _points(body, "points_possible")
+        if points is None:
+            return error(422, "invalid", "points_possible must be a number of 0 or more.", "points_possible")
+        activity_id = emu.new_id()
+        row = {"id": activity_id, "course_id": course["id"], "page_id": page["id"],
+               "title": str(body.get("title") or f"Activity {activity_id}"), "kind": str(body.get("kind") or "quiz"),
+               "points_possible": points}
+        emu.state["activities"][str(activity_id)] = row
+        events.emit(ACTIVITY_CHANGED, course["id"], activity_id=activity_id, page_id=page["id"])
+        return JSONResponse({k: row[k] for k in ("id", "page_id", "title", "kind", "points_possible")},
+                            status_code=201)
 
     @route("/api/v1/courses/{course_id}/activities/{activity_id}/points", ["PUT"])
     async def activity_points(request: Request, token: dict[str, Any], course: dict[str, Any]) -> Response:
@@ -312,6 +349,7 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
         if points is None:
             return error(422, "invalid", "points_possible must be a number of 0 or more.", "points_possible")
         activity["points_possible"] = points  # attempts keep what they were graded with
+        events.emit(ACTIVITY_CHANGED, course["id"], activity_id=activity["id"], page_id=activity["page_id"])
         return JSONResponse({k: activity[k] for k in ("id", "page_id", "title", "kind", "points_possible")})
 
     @route("/api/v1/courses/{course_id}/enrollments", ["GET"])
@@ -349,7 +387,11 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
         page = emu.state["pages"].get(str((body or {}).get("page_id"))) if isinstance(body, dict) else None
         if page is None or page["course_id"] != course["id"]:
             return error(422, "invalid", "page_id must name a page of this course.", "page_id")
-        return JSONResponse(emu.complete_page(page, user_id))
+        first = f"{page['id']}:{user_id}" not in emu.state["completions"]
+        held = emu.complete_page(page, user_id)
+        if first:
+            events.emit(SCORE_CHANGED, course["id"], student_id=user_id, page_id=page["id"])
+        return JSONResponse(held)
 
     @route("/api/v1/courses/{course_id}/students/{user_id}/attempts", ["POST"])
     async def attempts(request: Request, token: dict[str, Any], course: dict[str, Any]) -> Response:
@@ -367,12 +409,16 @@ def create_app(state: dict[str, Any] | None = None, faults: FaultConfig | None =
             score = _points(body, "score")
             if score is None or score > activity["points_possible"]:
                 return error(422, "invalid", "score must be a number from 0 to the activity's points.", "score")
-        return JSONResponse(emu.attempt(activity, user_id, score), status_code=201)
+        row = emu.attempt(activity, user_id, score)
+        events.emit(SCORE_CHANGED, course["id"], student_id=user_id, activity_id=activity["id"], attempt_id=row["id"])
+        return JSONResponse(row, status_code=201)
 
     app = emulator_app(
         [courses, one_course, settings, pages, page_points, activities, activity_points, enrollments, progress,
          student_progress, completions, attempts],
         emulator=emu, faults=faults, state_file=store, throttled_response=THROTTLED,
+        control=courseware_event_routes(events), on_shutdown=[events.stop],
     )
     app.state.faults = faults
+    app.state.events = events
     return app

@@ -36,7 +36,8 @@ import structlog
 
 from passback.errors import PassbackError
 from passback.pipeline.plan import Scope
-from passback.services.courses import NoRoute, destination_of
+from passback.services.courses import ConnectionRef, NoRoute, destination_of
+from passback.services.courseware import is_manual
 from passback.services.runs import sync_to_destinations
 from passback.services.schedules import is_manual_only
 from passback.settings import Settings
@@ -196,25 +197,36 @@ class Coalescer:
             await asyncio.sleep(self.interval)
 
 
+async def course_destination(store: Store, settings: Settings, source_connection_id: int,
+                             course_id: str) -> ConnectionRef | str:
+    """Where a burst's course syncs to, or why it does not: ``no-route``; ``manual-only`` (its schedule
+    says a person asks); ``manual-mode`` (a courseware course in manual passback). Both dispatches ask this."""
+    try:
+        destination = await asyncio.to_thread(destination_of, store, settings, source_connection_id)
+    except NoRoute:
+        log.warning("live_events_no_route", source_connection_id=source_connection_id, course_id=course_id)
+        return "no-route"
+    if await asyncio.to_thread(is_manual_only, store, source_connection_id=source_connection_id,
+                               course_id=course_id, destination_connection_id=destination.id):
+        return "manual-only"
+    if await is_manual(store, settings, source_connection_id, course_id):
+        return "manual-mode"  # a courseware course in manual passback: sent only when a person asks
+    return destination
+
+
 def sync_dispatch(store: Store, settings: Settings) -> Dispatch:
     """The dispatch of one machine: sync the course to its routed destination now, as trigger ``event``.
 
-    A course with no route, or one whose schedule is manual only (nothing is sent unless
-    a person asks), is not synced; its events are done with all the same. A sync that
-    could not start (another run held the course past :data:`BUSY_WAIT_SECONDS`) or that
-    failed raises :class:`DispatchFailed`, so the events are tried again.
+    A course :func:`course_destination` says is not to be synced is not; its events are
+    done with all the same. A sync that could not start (another run held the course past
+    :data:`BUSY_WAIT_SECONDS`) or that failed raises :class:`DispatchFailed`, so the events
+    are tried again.
     """
 
     async def dispatch(source_connection_id: int, course_id: str, event_ids: list[int]) -> str:
-        try:
-            destination = await asyncio.to_thread(destination_of, store, settings, source_connection_id)
-        except NoRoute:
-            log.warning("live_events_no_route", source_connection_id=source_connection_id, course_id=course_id)
-            return "no-route"
-        manual = await asyncio.to_thread(is_manual_only, store, source_connection_id=source_connection_id,
-                                         course_id=course_id, destination_connection_id=destination.id)
-        if manual:
-            return "manual-only"
+        destination = await course_destination(store, settings, source_connection_id, course_id)
+        if isinstance(destination, str):
+            return destination
         results = await sync_to_destinations(store, settings, source_connection_id, [destination.id],
                                              [Scope(course_id=course_id)], trigger=TRIGGER, actor=ACTOR,
                                              wait_seconds=BUSY_WAIT_SECONDS)

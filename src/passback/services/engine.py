@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,12 +31,10 @@ from passback.pipeline.plan import Scope
 from passback.pipeline.run import RunRequest, RunScope
 from passback.services.coalescer import ACTOR as EVENT_ACTOR
 from passback.services.coalescer import TRIGGER as EVENT_TRIGGER
-from passback.services.coalescer import Dispatch
+from passback.services.coalescer import Dispatch, course_destination
 from passback.services.connections import Route, open_route
-from passback.services.courses import NoRoute, destination_of
 from passback.services.leases import Busy, interrupt_dead_runs
 from passback.services.runs import INTERRUPTED, execute, submit
-from passback.services.schedules import is_manual_only
 from passback.settings import Settings
 from passback.store.db import Store
 from passback.store.history import QUEUED, RUNNING, get_run, queued_since, run_request
@@ -172,19 +170,14 @@ def requeue_stale(store: Store, settings: Settings, dispatch: Callable[[str], No
 def queued_dispatch(store: Store, settings: Settings, enqueue: Callable[[str], None]) -> Dispatch:
     """The Live Events dispatch of a scaled district: each burst's course becomes a queued run for the workers.
 
-    As :func:`passback.services.coalescer.sync_dispatch` decides (route, manual only), but the run
-    goes to the task engine instead of running in the web server.
+    As :func:`passback.services.coalescer.sync_dispatch` decides (:func:`~passback.services.coalescer.course_destination`),
+    but the run goes to the task engine instead of running in the web server.
     """
 
     async def dispatch(source_connection_id: int, course_id: str, event_ids: list[int]) -> str:
-        try:
-            destination = await asyncio.to_thread(destination_of, store, settings, source_connection_id)
-        except NoRoute:
-            log.warning("live_events_no_route", source_connection_id=source_connection_id, course_id=course_id)
-            return "no-route"
-        if await asyncio.to_thread(is_manual_only, store, source_connection_id=source_connection_id,
-                                   course_id=course_id, destination_connection_id=destination.id):
-            return "manual-only"
+        destination = await course_destination(store, settings, source_connection_id, course_id)
+        if isinstance(destination, str):
+            return destination
         request = RunRequest(pipeline="gradebook", source_connection_id=source_connection_id,
                              destination_connection_id=destination.id, scope=RunScope(course_id=course_id),
                              trigger=EVENT_TRIGGER, actor=EVENT_ACTOR)

@@ -1,4 +1,4 @@
-"""Canvas Live Events received: a durable, de-duplicated log of what changed, per course.
+"""Change events received (Canvas Live Events, courseware events): a durable, de-duplicated log, per course.
 
 The web route records an event (:func:`record`) before it answers Canvas, so an event
 acknowledged is never lost; a coalescer reads which courses have pending events
@@ -72,7 +72,7 @@ class PendingCourse:
 
 @dataclass(frozen=True)
 class EventSource:
-    """A Canvas connection events may come from: where it lives and its settings (never its credentials)."""
+    """A connection events may come from (Canvas, courseware): where it lives, its settings (never credentials)."""
 
     id: int
     name: str
@@ -208,9 +208,14 @@ def count_events(store: Store, source_connection_id: int | None = None) -> int:
 
 
 def canvas_sources(store: Store) -> list[EventSource]:
-    """The Canvas connections (events come only from Canvas), with their settings."""
+    """The Canvas connections (Live Events come from Canvas), with their settings."""
+    return sources_of_kind(store, "canvas")
+
+
+def sources_of_kind(store: Store, kind: str) -> list[EventSource]:
+    """The connections of one kind events may come from (Canvas, courseware), with their settings."""
     with store.engine.connect() as db:
         rows = db.execute(sa.select(connections.c.id, connections.c.name, connections.c.base_url,
-                                    connections.c.settings).where(connections.c.kind == "canvas")
+                                    connections.c.settings).where(connections.c.kind == kind)
                           .order_by(connections.c.id)).all()
     return [EventSource(row.id, row.name, row.base_url, dict(row.settings or {})) for row in rows]

@@ -1,4 +1,5 @@
-"""Canvas Live Events: ``POST /events/canvas``, where a Canvas Live Events subscription (HTTPS) delivers.
+"""Change events: ``POST /events/canvas``, where a Canvas Live Events subscription (HTTPS) delivers, and
+``POST /events/courseware``, where the courseware's event subscription delivers (HMAC-signed JSON).
 
 A thin adapter: the body goes to services/live_events, which verifies the signature,
 keeps the event once and answers what became of it. Canvas counts any 2xx as delivered
@@ -14,11 +15,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from passback.services import live_events
+from passback.services import courseware_events, live_events
 from passback.web.deps import SettingsDep, StoreDep
 
 router = APIRouter(prefix="/events", tags=["events"])
 CANVAS_PATH = "/events/canvas"
+COURSEWARE_PATH = "/events/courseware"
 
 
 @router.post("/canvas", include_in_schema=False)  # Canvas's webhook (as /lti/launch is the platform's), not the REST API
@@ -29,6 +31,22 @@ async def canvas_event(request: Request, store: StoreDep, settings: SettingsDep,
         receipt = await live_events.receive(store, settings, body, cache=request.app.state.live_event_keys,
                                             connection=connection)
     except live_events.LiveEventRefused as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=401)
+    status = 202 if receipt.status == live_events.STORED else 200
+    return JSONResponse({"status": receipt.status, "event_name": receipt.event_name, "event_id": receipt.event_id},
+                        status_code=status)
+
+
+@router.post("/courseware", include_in_schema=False)  # the courseware's webhook, not the REST API
+async def courseware_event(request: Request, store: StoreDep, settings: SettingsDep,
+                           connection: str | None = None) -> JSONResponse:
+    """As ``/events/canvas``: 202 stored, 200 duplicate or ignored, 401 when the signature does not verify."""
+    body = await request.body()
+    try:
+        receipt = await courseware_events.receive(store, settings, body,
+                                                  request.headers.get(courseware_events.SIGNATURE_HEADER),
+                                                  connection=connection)
+    except courseware_events.CoursewareEventRefused as exc:
         return JSONResponse({"detail": str(exc)}, status_code=401)
     status = 202 if receipt.status == live_events.STORED else 200
     return JSONResponse({"status": receipt.status, "event_name": receipt.event_name, "event_id": receipt.event_id},

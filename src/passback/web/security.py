@@ -9,7 +9,8 @@ CSRF: a synchronizer token kept in the session; a form sends it as ``csrf_token`
 and scripts as the ``X-CSRF-Token`` header. Requests authenticated by an API token carry
 no cookie a third-party page could ride on, so they need no CSRF token; the LTI login
 and launch come from the platform's pages and are protected by their state and nonce, and Canvas Live
-Events (``/events/canvas``) come from Canvas's servers, authenticated by their signature.
+Events (``/events/canvas``) and courseware events (``/events/courseware``) come from those systems' servers,
+authenticated by their signatures.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from passback.settings import Settings
 from passback.vault import load_key
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CSRF_EXEMPT = frozenset({"/lti/login", "/lti/launch", "/events/canvas"})
+CSRF_EXEMPT = frozenset({"/lti/login", "/lti/launch", "/events/canvas", "/events/courseware"})
 CSRF_FIELD, CSRF_HEADER = "csrf_token", "x-csrf-token"
 SESSION_COOKIE = "passback_session"
 

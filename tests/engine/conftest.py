@@ -3,6 +3,7 @@ processes started with ``passback worker``, and a PostgreSQL store they share wi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -89,6 +90,11 @@ def pg_store(postgres_url: str) -> Iterator[tuple[Store, str]]:
         admin.dispose()
 
 
+def _signal_group(process: subprocess.Popen, sig: int) -> None:  # type: ignore[type-arg]
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
 @dataclass
 class Workers:
     """``passback worker`` processes over one store and one broker."""
@@ -105,26 +111,27 @@ class Workers:
             args = [sys.executable, "-m", "passback", "worker", "--loglevel", "WARNING"]
             if beat:
                 args.append("--beat")
-            process = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            # A session of its own: the worker's embedded beat is a child process, killed with it.
+            process = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             self.processes.append(process)
             started.append(process)
         return started
 
     def kill(self, process: subprocess.Popen) -> None:  # type: ignore[type-arg]
-        """SIGKILL: no cleanup, no acknowledgement, the task it held goes back to the broker."""
-        process.send_signal(signal.SIGKILL)
+        """SIGKILL to the worker and its children: no cleanup, no acknowledgement, the task goes back to the broker."""
+        _signal_group(process, signal.SIGKILL)
         process.wait(timeout=10)
 
     def stop(self) -> None:
         for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
+            _signal_group(process, signal.SIGTERM)
         for process in self.processes:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                process.kill()
+                _signal_group(process, signal.SIGKILL)
                 process.wait(timeout=5)
+            _signal_group(process, signal.SIGKILL)  # a child left behind (the beat) goes too
 
     def log_text(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("worker-*.log")))

@@ -18,12 +18,12 @@ from passback.services.connections import Route
 from passback.services.engine import queue_courses, wait_for_runs
 from passback.settings import Settings
 from passback.store.db import Store
+from passback.testing.writes import assignment_creates
 from passback.worker.app import EXECUTE, make_app
 from tests.conftest import District
 from tests.e2e.expected import expected_destination_scores, held_destination_scores
 from tests.e2e.test_sync_district import connect
 from tests.engine.conftest import Broker, engine_env
-from passback.testing.writes import assignment_creates
 
 ROUTE = Route("lms", "sis")
 

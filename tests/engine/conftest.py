@@ -5,61 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import redis
 import sqlalchemy as sa
 
 from passback.settings import Settings
 from passback.store.db import Store, make_engine, migrate
-from tests.conftest import free_port
-
-
-@dataclass
-class Broker:
-    """A redis-server of the test's own on a free port, keeping nothing on disk (as the machine's does)."""
-
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None  # type: ignore[type-arg]
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed; the task engine's tests run a broker of their own.")
-        self.process = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                         "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if redis.Redis(port=self.port, socket_connect_timeout=0.5).ping():
-                    return
-            except redis.RedisError:
-                time.sleep(0.05)
-        pytest.fail(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def restart(self) -> None:
-        """The broker goes down and comes back empty: every queued message is gone."""
-        self.stop()
-        self.start()
+from passback.testing.broker import Broker
 
 
 @pytest.fixture

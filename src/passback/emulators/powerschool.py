@@ -381,6 +381,8 @@ def create_app(
             )
         return None
 
+    READS_BY_POST = frozenset({"/ws/xte/assignment/lookup"})  # a POST that only reads
+
     def route(path: str, methods: list[str], key: str | None = None):  # type: ignore[no-untyped-def]
         def wrap(handler):  # type: ignore[no-untyped-def]
             async def endpoint(request: Request) -> Response:
@@ -389,8 +391,8 @@ def create_app(
                 if denied is not None:
                     return denied
                 response = await handler(request)
-                if request.method != "GET":
-                    store.dirty = True
+                if request.method != "GET" and path not in READS_BY_POST:
+                    store.dirty = True  # only a write makes the state file worth saving again
                 return response
 
             return Route(path, endpoint, methods=methods)

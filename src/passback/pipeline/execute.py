@@ -23,7 +23,7 @@ import structlog
 from passback.connectors.base import Destination
 from passback.errors import AlreadyExists, DestinationError, OutcomeUnknown, TargetGone
 from passback.model import SourceProblem
-from passback.model.values import CreatedAssignment, DestinationContext, IdAssignment, ScoreWrite
+from passback.model.values import CreatedAssignment, DestinationContext, IdAssignment, ScoreRejection, ScoreWrite
 from passback.pipeline.plan import (
     ASSIGNMENT,
     DELETE,
@@ -140,6 +140,9 @@ class Executor:
         except DestinationError as exc:
             return self._assignment_failed(step, exc, context, out)
         out.items.append(_item(ASSIGNMENT, step.key, outcome, dest_id=created.dest_id, context=context))
+        if outcome == "unchanged" and step.identity is not None and step.identity.state == SYNCED:
+            await self._scores(step, created, context, out)  # its row is as stored: written again it is a dead row
+            return out
         out.identities.append(IdentityRow(
             ASSIGNMENT, step.key, created.dest_id, step.value_hash,
             step.payload.as_value() | {"section_assignment_ids": created.section_assignment_ids}, SYNCED,
@@ -231,7 +234,9 @@ class Executor:
                 out.items.append(ItemOutcome(SCORE, score.key, "unchanged"))
             else:
                 pending.setdefault(score.dest_section_id or "", []).append(score)
-        for dest_section, scores in pending.items():
+        sent = await asyncio.gather(*(self._send(dest_section, created.section_assignment_ids.get(dest_section), scores)
+                                      for dest_section, scores in pending.items()))  # the sections side by side
+        for (dest_section, scores), answer in zip(pending.items(), sent, strict=True):
             asid = created.section_assignment_ids.get(dest_section)
             if asid is None:
                 for score in scores:
@@ -241,19 +246,16 @@ class Executor:
                                                dest_assignment_section_id="(none)"),
                                            context=context | {"student_id": score.student_id}))
                 continue
-            writes = [ScoreWrite(s.dest_student_id or "", s.payload) for s in scores if s.payload is not None]
-            try:
-                rejections = await self.destination.write_scores(self.context, dest_section, asid, writes)
-            except TargetGone as exc:
-                rejections_by = {s.dest_student_id: (exc.code, exc.detail) for s in scores}
+            if isinstance(answer, TargetGone):
+                rejections_by = {s.dest_student_id: (answer.code, answer.detail) for s in scores}
                 out.identities = [i for i in out.identities if i.source_id != step.key]
                 out.released.append(Release(ASSIGNMENT, step.key, created.dest_id))
                 out.released.extend(Release(SCORE, s.key, s.previous_dest_id) for s in step.scores
                                     if s.previous is not None)
-            except OutcomeUnknown as exc:
-                rejections_by = {s.dest_student_id: (exc.code, str(exc)) for s in scores}
+            elif isinstance(answer, OutcomeUnknown):
+                rejections_by = {s.dest_student_id: (answer.code, str(answer)) for s in scores}
             else:
-                rejections_by = {r.student_dest_id: (r.code, r.detail) for r in rejections}
+                rejections_by = {r.student_dest_id: (r.code, r.detail) for r in answer}
             for score in scores:
                 item_context = context | {"student_id": score.student_id, "section_id": score.section_id,
                                           "dest_assignment_section_id": asid}
@@ -279,6 +281,19 @@ class Executor:
                     dest_assignment_id=asid, dest_student_id=score.dest_student_id,
                     old_value=score.previous, new_value=None if score.action == DELETE else score.payload.as_value(),
                 ))
+
+
+    async def _send(self, dest_section: str, asid: str | None,
+                    scores: list[ScoreStep]) -> list[ScoreRejection] | TargetGone | OutcomeUnknown:
+        """One section's score writes; what the destination answered (the refusals), or the error that says
+        the section assignment is gone or the outcome is unknown."""
+        if asid is None:
+            return []
+        writes = [ScoreWrite(s.dest_student_id or "", s.payload) for s in scores if s.payload is not None]
+        try:
+            return await self.destination.write_scores(self.context, dest_section, asid, writes)
+        except (TargetGone, OutcomeUnknown) as exc:
+            return exc
 
 
 class LinkTaken(Exception):

@@ -18,7 +18,7 @@ from passback.connectors.http import PASS, GaveUp, HttpClient, RetryableError, R
 from passback.connectors.limits import Limiter
 from passback.connectors.oauth import ClientCredentials
 from passback.connectors.powerschool.errors import refused
-from passback.errors import OutcomeUnknown
+from passback.errors import DestinationError, OutcomeUnknown
 
 PAGE_SIZE = 100
 
@@ -97,8 +97,35 @@ class PowerSchoolClient:
         same schools' students, and they do not change within a run.
         """
         if path not in self._cache:
-            self._cache[path] = asyncio.ensure_future(self.get_pages(path, plural, singular))
+            self._cache[path] = asyncio.ensure_future(self.counted_pages(path, plural, singular))
         return await asyncio.shield(self._cache[path])
+
+    async def counted_pages(self, path: str, plural: str, singular: str) -> list[Any]:
+        """A long listing read side by side: its ``/count`` first, then every page at once.
+
+        A school of 6,000 students is 60 pages; read one after another they took longer than
+        the rest of a course's reads together. A listing without a count is read page by page.
+        """
+        try:
+            total = int((await self.get_json(f"{path}/count"))["resource"]["count"])
+        except (DestinationError, KeyError, TypeError, ValueError):
+            return await self.get_pages(path, plural, singular)
+        pages = await asyncio.gather(*(self._page(path, plural, singular, page)
+                                       for page in range(1, max(1, -(-total // PAGE_SIZE)) + 1)))
+        rows = [row for chunk in pages for row in chunk]
+        if len(pages[-1]) == PAGE_SIZE:  # grown since it was counted: the rest page by page
+            page = len(pages) + 1
+            while chunk := await self._page(path, plural, singular, page):
+                rows.extend(chunk)
+                if len(chunk) < PAGE_SIZE:
+                    break
+                page += 1
+        return rows
+
+    async def _page(self, path: str, plural: str, singular: str, page: int) -> list[Any]:
+        body = await self.get_json(path, {"page": page, "pagesize": PAGE_SIZE})
+        chunk = (body.get(plural) or {}).get(singular) or []
+        return [chunk] if isinstance(chunk, dict) else list(chunk)
 
     async def aclose(self) -> None:
         try:

@@ -22,14 +22,22 @@ import asyncio
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
 
 from passback.errors import NotFound, PassbackError
 from passback.services.connections import load
-from passback.services.live_events import DUPLICATE, IGNORED, MAX_BODY_BYTES, STORED, LiveEventInvalid, Receipt
+from passback.services.live_events import (
+    DUPLICATE,
+    IGNORED,
+    MAX_BODY_BYTES,
+    STORED,
+    LiveEventInvalid,
+    Receipt,
+    event_instant,
+)
 from passback.settings import Settings
 from passback.store import live_events as repo
 from passback.store.db import Store
@@ -88,13 +96,7 @@ def _secret(store: Store, settings: Settings, source: EventSource) -> str:
 
 
 def _time(value: Any) -> datetime:
-    if not isinstance(value, str) or not value.strip():
-        raise LiveEventInvalid("The courseware event has no occurred_at.")
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError as exc:
-        raise LiveEventInvalid(f"The courseware event's occurred_at {value!r} is not an ISO 8601 time.") from exc
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return event_instant(value, "The courseware event has no occurred_at.", "The courseware event's occurred_at")
 
 
 def parse(event: Any) -> NewEvent | None:

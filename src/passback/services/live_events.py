@@ -124,12 +124,18 @@ def local_id(value: Any) -> str | None:
 
 def parse_time(value: Any) -> datetime:
     """``metadata.event_time`` (ISO 8601, e.g. ``2019-11-01T19:11:05.222Z``) as an aware UTC time."""
+    return event_instant(value, "The event has no metadata.event_time; a Canvas Live Event always carries one.",
+                         "The event's metadata.event_time")
+
+
+def event_instant(value: Any, missing: str, what: str) -> datetime:
+    """An event's time (ISO 8601) as an aware UTC time; ``missing`` and ``what`` word the refusal."""
     if not isinstance(value, str) or not value.strip():
-        raise LiveEventInvalid("The event has no metadata.event_time; a Canvas Live Event always carries one.")
+        raise LiveEventInvalid(missing)
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError as exc:
-        raise LiveEventInvalid(f"The event's metadata.event_time {value!r} is not an ISO 8601 time.") from exc
+        raise LiveEventInvalid(f"{what} {value!r} is not an ISO 8601 time.") from exc
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 

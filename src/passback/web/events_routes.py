@@ -32,9 +32,7 @@ async def canvas_event(request: Request, store: StoreDep, settings: SettingsDep,
                                             connection=connection)
     except live_events.LiveEventRefused as exc:
         return JSONResponse({"detail": str(exc)}, status_code=401)
-    status = 202 if receipt.status == live_events.STORED else 200
-    return JSONResponse({"status": receipt.status, "event_name": receipt.event_name, "event_id": receipt.event_id},
-                        status_code=status)
+    return _answer(receipt)
 
 
 @router.post("/courseware", include_in_schema=False)  # the courseware's webhook, not the REST API
@@ -48,6 +46,11 @@ async def courseware_event(request: Request, store: StoreDep, settings: Settings
                                                   connection=connection)
     except courseware_events.CoursewareEventRefused as exc:
         return JSONResponse({"detail": str(exc)}, status_code=401)
+    return _answer(receipt)
+
+
+def _answer(receipt: live_events.Receipt) -> JSONResponse:
+    """202 for an event kept, 200 for a duplicate or an event ignored (the sender must not deliver it again)."""
     status = 202 if receipt.status == live_events.STORED else 200
     return JSONResponse({"status": receipt.status, "event_name": receipt.event_name, "event_id": receipt.event_id},
                         status_code=status)

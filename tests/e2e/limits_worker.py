@@ -5,7 +5,8 @@ Run as a script: ``python limits_worker.py '<json>'`` with ``url``, ``requests``
 ``concurrency`` (this process's own), and for shared limits ``redis_url``, ``prefix``,
 ``shared`` (in flight, all processes), ``rate`` and ``lease``. It prints ``ready`` once
 imported, waits for a line on stdin (so the processes start together),
-then prints one JSON line: how many answers came, the errors, the seconds taken.
+then prints one JSON line: how many answers came, the errors, the seconds taken, and
+(shared limits) the Redis time of each grant.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from typing import Any
 
 from passback.connectors.courseware.config import CoursewareConfig
+from passback.connectors.limits import RedisLimiter
 from passback.connectors.registry import SOURCE, open_connector
 from passback.services.connections import http_options
 from passback.settings import Settings
@@ -36,6 +38,9 @@ def options(spec: dict[str, Any]) -> Any:
 
 async def send(spec: dict[str, Any]) -> dict[str, Any]:
     source = open_connector(SOURCE, CoursewareConfig.parse(spec["url"], {"token": "t"}), options(spec), "courseware")
+    grants: list[float] = []
+    if isinstance(source.client.http.limiter, RedisLimiter):
+        source.client.http.limiter.grants = grants
     errors: list[str] = []
 
     async def one() -> None:
@@ -48,7 +53,7 @@ async def send(spec: dict[str, Any]) -> dict[str, Any]:
     await asyncio.gather(*(one() for _ in range(spec["requests"])))
     elapsed = time.monotonic() - started
     await source.aclose()
-    return {"answered": spec["requests"] - len(errors), "errors": errors[:5], "seconds": elapsed}
+    return {"answered": spec["requests"] - len(errors), "errors": errors[:5], "seconds": elapsed, "grants": grants}
 
 
 def main() -> None:

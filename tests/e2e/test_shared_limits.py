@@ -125,9 +125,16 @@ def test_two_workers_together_keep_the_destinations_rate(redis_url: str, redis_p
 
     assert [r["answered"] for r in results] == [each, each]
     assert len(times) == 2 * each
-    # GCRA with a burst of 1: at most 1 + t x rate starts in any t seconds; one more for loopback jitter.
-    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
-    assert busiest <= rate + 2, busiest
+    # GCRA with a burst of 1: at most 1 + t x rate starts in any t seconds. Judged on the grants, on Redis's
+    # clock: a process descheduled between a grant and its send (2 cores, a loaded CI) delivers requests to the
+    # server closer together than they were let go, which no client-side limit can prevent.
+    grants = sorted(g for r in results for g in r["grants"])
+    assert len(grants) == 2 * each
+    busiest = max(sum(1 for g in grants if start <= g < start + 1.0) for start in grants)
+    assert busiest <= rate + 1, busiest
+    gaps = [b - a for a, b in zip(grants, grants[1:])]
+    assert min(gaps) >= 1 / rate * 0.99, min(gaps)  # never two starts closer than the interval
+    # The server saw the same rate over the whole exchange.
     span = times[-1] - times[0]
     assert span >= (len(times) - 1) / rate * 0.9, span  # the rate held across both processes...
     assert span <= (len(times) - 1) / rate * 1.5, span  # ...and was used, not wasted on waiting

@@ -46,7 +46,7 @@ log = structlog.get_logger("passback.limits")
 ACQUIRE = """
 -- KEYS: slots (token -> lease end, microseconds), rate (theoretical arrival time, microseconds)
 -- ARGV: token, slots allowed, lease (us), interval between requests (us, 0: no rate), burst tolerance (us)
--- Returns {1, 0} when granted; {0, -1} when every slot is taken; {0, us} when the rate allows a start in us.
+-- Returns {1, now in us} when granted; {0, -1} when every slot is taken; {0, us} when the rate allows a start in us.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local lease = tonumber(ARGV[3])
@@ -67,7 +67,7 @@ if interval > 0 then
 end
 redis.call('ZADD', KEYS[1], string.format('%.0f', now + lease), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], math.ceil(lease / 1000) + 1000)
-return {1, 0}
+return {1, string.format('%.0f', now)}
 """
 
 RENEW = """
@@ -181,6 +181,10 @@ class RedisLimiter:
         self._scripts: dict[str, Any] = {}
         self._tokens = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._issued = 0
+        #: When set to a list, the Redis time (seconds) of every grant is appended: the moment the
+        #: limit let a request start, on the one clock every process shares, free of the delay
+        #: between a grant and the request reaching the server (for audits of the limit).
+        self.grants: list[float] | None = None
 
     def _redis(self) -> Any:
         """The client for the running loop: redis.asyncio's connections belong to the loop that
@@ -209,6 +213,8 @@ class RedisLimiter:
             keys=[self.slots_key, self.rate_key],
             args=[token, self.concurrency, self._lease_us, self._interval_us, self._tolerance_us])
         if int(granted):
+            if self.grants is not None:
+                self.grants.append(int(wait_us) / 1_000_000)
             return None
         wait = int(wait_us)
         return -1.0 if wait < 0 else wait / 1_000_000

@@ -31,8 +31,10 @@ the fewest requests the APIs need:
 * re-sync from the cursor: per course the course, its sections, enrollments, assignment groups
   and assignments (pages), the two narrowed submissions listings (``graded_since``,
   ``submitted_since``; pages), and the PowerSchool reads ``load_context`` makes (per section
-  the section and its roster pages; the school's students, pages; the teacher's categories;
-  one assignment lookup); writes: one score batch per (assignment, section) with a change.
+  the section and its roster pages; the count of the school's students; the teacher's
+  categories; one assignment lookup), plus the school's students (pages) once in the phase:
+  a worker keeps the list between runs while its count holds; writes: one score batch per
+  (assignment, section) with a change.
 
 Time is compared with the latency-bound minimum: needed requests x latency / (concurrency x
 workers), i.e. every request the APIs need, ``concurrency`` of them in flight in each worker
@@ -120,13 +122,18 @@ def course_listings(canvas: dict[str, Any], course_id: int) -> int:
 
 
 def powerschool_reads(canvas: dict[str, Any], powerschool: dict[str, Any], course_id: int) -> int:
-    """What ``load_context`` reads for one course: each section and its roster, the school's students,
-    the teacher's categories (one teacher, one year), and one lookup of the sections' assignments."""
+    """What ``load_context`` reads for one course: each section and its roster, the count of the school's
+    students (the list itself is read once: :func:`school_pages`), the teacher's categories (one teacher,
+    one year), and one lookup of the sections' assignments."""
     sections = [powerschool["sections"][s["sis_section_id"]] for s in canvas["sections"].values()
                 if s["course_id"] == course_id and s["sis_section_id"] in powerschool["sections"]]
-    school_students = sum(1 for s in powerschool["students"].values() if s["school_id"] == SCHOOL)
     teachers = {(s["staff_id"], s["term_id"] // 100) for s in sections}
-    return sum(1 + pages(len(s["students"])) for s in sections) + pages(school_students) + len(teachers) + 1
+    return sum(1 + pages(len(s["students"])) for s in sections) + 1 + len(teachers) + 1
+
+
+def school_pages(powerschool: dict[str, Any]) -> int:
+    """The school's list of students, read once in a phase (a process keeps it while its count holds)."""
+    return pages(sum(1 for s in powerschool["students"].values() if s["school_id"] == SCHOOL))
 
 
 @dataclass(frozen=True)
@@ -147,7 +154,7 @@ class Needed:
 def needed_full(canvas: dict[str, Any], powerschool: dict[str, Any]) -> Needed:
     reads, writes = least_requests(canvas, per_page=PER_PAGE)  # includes the course listing
     ps_reads = sum(powerschool_reads(canvas, powerschool, c["id"]) for c in canvas["courses"].values())
-    return Needed(reads, ps_reads, writes)
+    return Needed(reads, ps_reads + school_pages(powerschool), writes)
 
 
 def needed_resync(canvas: dict[str, Any], powerschool: dict[str, Any],
@@ -157,7 +164,7 @@ def needed_resync(canvas: dict[str, Any], powerschool: dict[str, Any],
     changed = changed or []
     in_course = Counter(canvas["assignments"][str(s["assignment_id"])]["course_id"] for s in changed)
     reads = pages(len(canvas["courses"]))
-    ps_reads = 0
+    ps_reads = school_pages(powerschool)
     for course in canvas["courses"].values():
         cid = course["id"]
         reads += course_listings(canvas, cid) + pages(in_course[cid]) + pages(0)  # graded_since, submitted_since

@@ -33,6 +33,7 @@ from authlib.oauth2.rfc6749 import OAuth2Token
 
 from passback.connectors.base import json_body
 from passback.connectors.http import RetryPolicy, default_timeout, parse_retry_after
+from passback.connectors.memory import ProcessMemory, token_key
 from passback.errors import AuthRefused, OutcomeUnknown, Refused
 
 CHECK_CREDENTIALS = "Check the client id and secret and save the connection again."
@@ -146,15 +147,21 @@ class ClientCredentials(httpx.Auth):
     The token request goes out on a client of its own rather than through the auth
     flow, so that its timeouts and resets are retried here (a token request is safe to
     repeat) and never taken for the loss of the request it was fetched for.
+
+    With ``memory`` (:mod:`passback.connectors.memory`) a token outlives the client: the next
+    run of the process starts with it instead of asking for one.
     """
 
     requires_response_body = True
 
     def __init__(self, token_url: str, client_id: str, client_secret: str, leeway: int = 60, *,
                  system: str = "The server", policy: RetryPolicy | None = None,
-                 timeout: httpx.Timeout | None = None) -> None:
+                 timeout: httpx.Timeout | None = None, memory: ProcessMemory | None = None,
+                 scope: str = "") -> None:
         self.token_url = token_url
         self.credentials = httpx.BasicAuth(client_id, client_secret)
+        self.memory = memory
+        self._key = token_key(token_url, client_id, client_secret, scope)
         self.leeway = leeway
         self.system = system
         self.policy = policy or RetryPolicy()
@@ -178,6 +185,8 @@ class ClientCredentials(httpx.Auth):
                                   backoff=self.policy.backoff, transport_errors=(httpx.TransportError,))
         self.token = OAuth2Token.from_dict(body)
         self.fetched += 1
+        if self.memory is not None:
+            self.memory.keep_token(self._key, self.token)
 
     async def fetch_token(self) -> None:
         """Fetch a token now (a connection check): refusals and unavailability raise as they are."""
@@ -187,6 +196,8 @@ class ClientCredentials(httpx.Auth):
         return self.token is None or bool(self.token.is_expired(leeway=self.leeway))
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if self.token is None and self.memory is not None:
+            self.token = self.memory.token(self._key)
         if self._stale():
             await self._shared.run(self._stale, self._fetch)
         assert self.token is not None

@@ -7,6 +7,7 @@ Connector modules are imported only when a connection of their kind is opened.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from passback.connectors.courseware.config import CoursewareConfig
 from passback.connectors.csv_export.config import CsvExportConfig
 from passback.connectors.edfi.config import EdFiConfig
 from passback.connectors.limits import Limiter, LimiterFactory, destination_key
+from passback.connectors.memory import ProcessMemory
 from passback.connectors.lti_ags.config import LtiAgsConfig
 from passback.connectors.oneroster.config import OneRosterConfig
 from passback.connectors.oneroster_csv.config import OneRosterCsvConfig
@@ -33,6 +35,7 @@ class HttpOptions:
     concurrency: int = 8
     timeout: float = 30.0
     limits: LimiterFactory | None = None  # caps per destination shared by every worker; None: each client its own
+    memory: ProcessMemory | None = None  # tokens and read-mostly listings kept between runs; None: each client its own
 
     def limiter(self, config: ConnectionConfig, concurrency: int | None = None) -> Limiter | None:
         """The shared limiter for this connection's destination (its kind and URL), or None for the
@@ -77,7 +80,7 @@ def _powerschool_client(config: Any, http: HttpOptions) -> Any:
     from passback.connectors.powerschool.client import PowerSchoolClient
 
     return PowerSchoolClient(config.url, config.client_id, config.client_secret, concurrency=http.concurrency,
-                             timeout=http.timeout, limiter=http.limiter(config))
+                             timeout=http.timeout, limiter=http.limiter(config), memory=http.memory)
 
 
 def _powerteacher(config: Any, http: HttpOptions) -> Destination:
@@ -111,7 +114,7 @@ def _oneroster_client(config: Any, http: HttpOptions) -> Any:
 
     return OneRosterClient(config.url, config.client_id, config.client_secret, version=config.version,
                            token_url=config.token_endpoint(), concurrency=http.concurrency, timeout=http.timeout,
-                           limiter=http.limiter(config))
+                           limiter=http.limiter(config), memory=http.memory)
 
 
 def _oneroster(config: Any, http: HttpOptions) -> Destination:
@@ -300,3 +303,25 @@ def open_connector(role: str, config: ConnectionConfig, http: HttpOptions, conne
             f"{role} connections are: {', '.join(kinds_for(role))}."
         )
     return opener(config, http)
+
+
+CONNECTOR_MODULES = (
+    "passback.connectors.canvas.client", "passback.connectors.canvas.source",
+    "passback.connectors.courseware.client", "passback.connectors.courseware.source",
+    "passback.connectors.csv_export.source",
+    "passback.connectors.edfi.client", "passback.connectors.edfi.destination",
+    "passback.connectors.lti_ags.client", "passback.connectors.lti_ags.destination",
+    "passback.connectors.oneroster.client", "passback.connectors.oneroster.destination",
+    "passback.connectors.oneroster.source",
+    "passback.connectors.oneroster_csv.binding", "passback.connectors.oneroster_csv.source",
+    "passback.connectors.powerschool.client", "passback.connectors.powerschool.destination",
+    "passback.connectors.powerschool.posted",
+    "passback.connectors.schoology.client", "passback.connectors.schoology.source",
+)
+
+
+def preload() -> None:
+    """Import every connector now. The factories import lazily so a command touches only what it
+    uses; a worker imports them all before its first task, so no run pays for them on its clock."""
+    for name in CONNECTOR_MODULES:
+        importlib.import_module(name)

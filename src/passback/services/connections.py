@@ -14,6 +14,7 @@ from typing import Any
 from passback.connectors.base import Destination, PostedGradesSource, RecordsDestination, Source
 from passback.connectors.config import ConnectionConfig
 from passback.connectors.limits import SharedLimits
+from passback.connectors.memory import process_memory
 from passback.connectors.registry import (
     DESTINATION,
     POSTED,
@@ -54,7 +55,8 @@ def shared_limits(settings: Settings) -> SharedLimits | None:
 
 
 def http_options(settings: Settings) -> HttpOptions:
-    return HttpOptions(concurrency=settings.concurrency, timeout=settings.http_timeout, limits=shared_limits(settings))
+    return HttpOptions(concurrency=settings.concurrency, timeout=settings.http_timeout, limits=shared_limits(settings),
+                       memory=process_memory())
 
 
 def config_of(connection: Connection) -> ConnectionConfig:

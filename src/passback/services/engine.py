@@ -32,6 +32,7 @@ from passback.pipeline.run import RunRequest, RunScope
 from passback.services.coalescer import ACTOR as EVENT_ACTOR
 from passback.services.coalescer import TRIGGER as EVENT_TRIGGER
 from passback.services.coalescer import Dispatch, course_destination
+from passback.connectors.registry import preload
 from passback.services.connections import Route, open_route
 from passback.services.leases import Busy, interrupt_dead_runs
 from passback.services.runs import INTERRUPTED, execute, submit
@@ -186,3 +187,8 @@ def queued_dispatch(store: Store, settings: Settings, enqueue: Callable[[str], N
         return f"queued run {run_id}"
 
     return dispatch
+
+
+def warm_up() -> None:
+    """What a worker does before its first task: import every connector, so no run pays for it on its clock."""
+    preload()

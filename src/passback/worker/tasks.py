@@ -11,8 +11,9 @@ from typing import Any
 
 import structlog
 from celery import Task
+from celery.signals import worker_process_init, worker_ready
 
-from passback.services.engine import carry_out, requeue_stale
+from passback.services.engine import carry_out, requeue_stale, warm_up as warm_services
 from passback.services.schedules import run_due
 from passback.settings import get_settings
 from passback.store.db import Store, open_store
@@ -28,6 +29,15 @@ def store() -> Store:
     if pid not in _stores:
         _stores[pid] = open_store(get_settings())
     return _stores[pid]
+
+
+@worker_ready.connect
+@worker_process_init.connect
+def warm_up(**_: Any) -> None:
+    """Before the first task (in the worker, or in each child of a prefork pool): the connectors
+    imported and the store opened, so a district's first runs are not slower than the rest."""
+    warm_services()
+    store()
 
 
 def enqueue(run_id: str) -> None:

@@ -39,6 +39,7 @@ from passback.connectors.http import (
     parse_retry_after,
 )
 from passback.connectors.limits import Limiter
+from passback.connectors.memory import ProcessMemory
 from passback.connectors.oauth import ClientCredentials, TokenAnswer
 from passback.connectors.oneroster.errors import refused
 from passback.errors import OutcomeUnknown
@@ -68,9 +69,10 @@ class ScopedClientCredentials(ClientCredentials):
     """The shared client-credentials rule, with the ``scope`` OneRoster servers require in the token request."""
 
     def __init__(self, token_url: str, client_id: str, client_secret: str, *, scope: str,
-                 policy: RetryPolicy | None = None, timeout: httpx.Timeout | None = None) -> None:
+                 policy: RetryPolicy | None = None, timeout: httpx.Timeout | None = None,
+                 memory: ProcessMemory | None = None) -> None:
         super().__init__(token_url, client_id, client_secret, system="The OneRoster server", policy=policy,
-                         timeout=timeout)
+                         timeout=timeout, memory=memory, scope=scope)
         self.scope = scope
 
     async def _send(self) -> TokenAnswer:
@@ -97,6 +99,7 @@ class OneRosterClient:
         timeout: float = 30.0,
         page_size: int = PAGE_SIZE,
         limiter: Limiter | None = None,
+        memory: ProcessMemory | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.version = version
@@ -105,7 +108,7 @@ class OneRosterClient:
         self._cache: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}
         self.auth = ScopedClientCredentials(token_url or f"{self.base_url}/oauth/token", client_id, client_secret,
                                             scope=scope_for(version), policy=policy,
-                                            timeout=default_timeout(timeout))
+                                            timeout=default_timeout(timeout), memory=memory)
         self.http = HttpClient(
             httpx.AsyncClient(base_url=self.base_url, auth=self.auth, timeout=default_timeout(timeout),
                               limits=default_limits(concurrency), headers={"Accept": "application/json"}),

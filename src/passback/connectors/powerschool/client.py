@@ -16,6 +16,7 @@ import httpx
 from passback.connectors.aio_transport import AiohttpTransport
 from passback.connectors.http import PASS, GaveUp, HttpClient, RetryableError, RetryPolicy, default_limits, default_timeout
 from passback.connectors.limits import Limiter
+from passback.connectors.memory import ProcessMemory
 from passback.connectors.oauth import ClientCredentials
 from passback.connectors.powerschool.errors import refused
 from passback.errors import DestinationError, OutcomeUnknown
@@ -34,11 +35,14 @@ class PowerSchoolClient:
         policy: RetryPolicy | None = None,
         timeout: float = 30.0,
         limiter: Limiter | None = None,
+        memory: ProcessMemory | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.memory = memory
         self._cache: dict[str, asyncio.Future[list[Any]]] = {}
         self.auth = ClientCredentials(f"{self.base_url}/oauth/access_token", client_id, client_secret,
-                                      system="PowerSchool", policy=policy, timeout=default_timeout(timeout))
+                                      system="PowerSchool", policy=policy, timeout=default_timeout(timeout),
+                                      memory=memory)
         self.http = HttpClient(
             httpx.AsyncClient(
                 base_url=self.base_url,
@@ -90,25 +94,45 @@ class PowerSchoolClient:
                 return rows
             page += 1
 
-    async def cached_pages(self, path: str, plural: str, singular: str) -> list[Any]:
+    async def cached_pages(self, path: str, plural: str, singular: str, *, fresh: bool = False) -> list[Any]:
         """A listing read once per client and shared by every caller (a school's students).
 
         A read cache, not state of the conversation: every course of a run asks for the
-        same schools' students, and they do not change within a run.
+        same schools' students, and they do not change within a run. With the process's
+        memory the listing also serves later runs while its count is unchanged (one request
+        instead of every page); ``fresh`` reads it whole again (the caller found it stale).
         """
-        if path not in self._cache:
-            self._cache[path] = asyncio.ensure_future(self.counted_pages(path, plural, singular))
+        if fresh or path not in self._cache:
+            self._cache[path] = asyncio.ensure_future(self._remembered_pages(path, plural, singular, fresh))
         return await asyncio.shield(self._cache[path])
 
-    async def counted_pages(self, path: str, plural: str, singular: str) -> list[Any]:
+    async def _remembered_pages(self, path: str, plural: str, singular: str, fresh: bool) -> list[Any]:
+        kept = None if fresh or self.memory is None else self.memory.listing(self.base_url, path)
+        total = await self._count(path)
+        if kept is not None and total == len(kept):
+            return kept
+        rows = await self.counted_pages(path, plural, singular, total=total)
+        if self.memory is not None and total is not None:
+            self.memory.keep_listing(self.base_url, path, rows)
+        return rows
+
+    async def _count(self, path: str) -> int | None:
+        """The listing's ``/count``, or None when the server gives none."""
+        try:
+            return int((await self.get_json(f"{path}/count"))["resource"]["count"])
+        except (DestinationError, KeyError, TypeError, ValueError):
+            return None
+
+    async def counted_pages(self, path: str, plural: str, singular: str, *, total: int | None = -1) -> list[Any]:
         """A long listing read side by side: its ``/count`` first, then every page at once.
 
         A school of 6,000 students is 60 pages; read one after another they took longer than
         the rest of a course's reads together. A listing without a count is read page by page.
+        ``total`` is the count when the caller has just read it (None: the server gives none).
         """
-        try:
-            total = int((await self.get_json(f"{path}/count"))["resource"]["count"])
-        except (DestinationError, KeyError, TypeError, ValueError):
+        if total == -1:
+            total = await self._count(path)
+        if total is None:
             return await self.get_pages(path, plural, singular)
         pages = await asyncio.gather(*(self._page(path, plural, singular, page)
                                        for page in range(1, max(1, -(-total // PAGE_SIZE)) + 1)))

@@ -138,6 +138,11 @@ class PowerTeacherProDestination(Destination):
                 for t, y in sorted(teachers)
             )),
         )
+        rostered = {student for section in sections.values() for student in section.student_ids}
+        known = {str(s["id"]) for rows in school_students for s in rows}
+        if not rostered <= known:  # a list kept from an earlier run, older than a new student: read it again
+            school_students = await asyncio.gather(*(self._students_of(school, fresh=True)
+                                                     for school in sorted(schools)))
         student_ids = {
             str(s["local_id"]): str(s["id"]) for rows in school_students for s in rows
         }
@@ -186,9 +191,10 @@ class PowerTeacherProDestination(Destination):
                         exempt=bool(score.get("isexempt")))
         return assignments, scores
 
-    async def _students_of(self, school: int) -> list[dict[str, Any]]:
-        """A school's students, read once per client: every course of a run shares them."""
-        return await self.client.cached_pages(f"/ws/v1/school/{school}/student", "students", "student")
+    async def _students_of(self, school: int, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """A school's students, read once per client (every course of a run shares them) and, with the
+        process's memory, kept for later runs while the school's count of students is unchanged."""
+        return await self.client.cached_pages(f"/ws/v1/school/{school}/student", "students", "student", fresh=fresh)
 
     async def create_assignment(self, context: DestinationContext, payload: AssignmentPayload) -> CreatedAssignment:
         body = {"_assignmentsections": [section_body(payload, s) for s in payload.section_ids]}

@@ -90,41 +90,25 @@ def run_request(store: Store, run_id: str) -> tuple[str, dict[str, Any] | None, 
     return None if row is None else (row.pipeline, row.request, row.status)
 
 
+RUN_ITEM_COLUMNS = ("run_id", "object_kind", "source_id", "dest_id", "outcome", "code", "message", "context")
+AUDIT_COLUMNS = ("run_id", "at", "destination_connection_id", "action", "source_assignment_id", "source_student_id",
+                 "dest_assignment_id", "dest_student_id", "old_value", "new_value", "answer")
+
+
 def record_items(db: sa.Connection, run_id: str, items: list[ItemOutcome]) -> None:
-    bulk.executemany(
-        db,
-        "INSERT INTO run_items (run_id, object_kind, source_id, dest_id, outcome, code, message, context) "
-        f"VALUES ({bulk.marks(db, 8)})",
-        [(run_id, item.object_kind, item.source_id, item.dest_id, item.outcome, item.code, item.message,
-          bulk.json_value(db, item.context)) for item in items],
-    )
+    bulk.insert_rows(db, "run_items", RUN_ITEM_COLUMNS, [
+        (run_id, item.object_kind, item.source_id, item.dest_id, item.outcome, item.code, item.message, item.context)
+        for item in items], json_columns=frozenset({"context"}))
 
 
 def record_audit(
     db: sa.Connection, run_id: str, destination_connection_id: int, entries: list[AuditEntry]
 ) -> None:
-    if not entries:
-        return
-    now = datetime.now(UTC)
-    db.execute(
-        audit_log.insert(),
-        [
-            {
-                "run_id": run_id,
-                "at": now,
-                "destination_connection_id": destination_connection_id,
-                "action": entry.action,
-                "source_assignment_id": entry.source_assignment_id,
-                "source_student_id": entry.source_student_id,
-                "dest_assignment_id": entry.dest_assignment_id,
-                "dest_student_id": entry.dest_student_id,
-                "old_value": entry.old_value,
-                "new_value": entry.new_value,
-                "answer": entry.answer,
-            }
-            for entry in entries
-        ],
-    )
+    at = bulk.now_value(db)
+    bulk.insert_rows(db, "audit_log", AUDIT_COLUMNS, [
+        (run_id, at, destination_connection_id, entry.action, entry.source_assignment_id, entry.source_student_id,
+         entry.dest_assignment_id, entry.dest_student_id, entry.old_value, entry.new_value, entry.answer)
+        for entry in entries], json_columns=frozenset({"old_value", "new_value"}))
 
 
 def finish_run(

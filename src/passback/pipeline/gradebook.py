@@ -84,6 +84,15 @@ class PlanNotes:
     fingerprint: str = ""
     scores_held: int = 0
     changed_by_hand: int = 0  # of a narrowed read: scores the destination holds otherwise than last written
+    dest_sections: tuple[str, ...] = ()  # the destination sections read
+
+
+async def _drop(early: asyncio.Future[DestinationContext] | None) -> None:
+    """An early destination read not wanted after all: cancelled, its outcome (even an error) ignored."""
+    if early is None:
+        return
+    early.cancel()
+    await asyncio.gather(early, return_exceptions=True)  # this task's own cancellation still propagates
 
 
 async def plan_course(store: Store, connectors: GradebookConnectors, pairing: Pairing, scope: Scope,
@@ -91,8 +100,14 @@ async def plan_course(store: Store, connectors: GradebookConnectors, pairing: Pa
                       phases: dict[str, float] | None = None,
                       snapshot: CourseSnapshot | None = None,
                       on_snapshot: Callable[[CourseSnapshot], None] | None = None,
-                      since: datetime | None = None, notes: PlanNotes | None = None) -> tuple[Plan, DestinationContext]:
+                      since: datetime | None = None, notes: PlanNotes | None = None,
+                      expected_sections: tuple[str, ...] = ()) -> tuple[Plan, DestinationContext]:
     """Read both systems and the store, and plan; ``snapshot`` reuses a course already read.
+
+    ``expected_sections`` (the destination sections the course's last run read) are read from
+    the destination while the source is read; if the source's sections now lead elsewhere,
+    that read is dropped and the right sections are read after. The destination's answers
+    are the same either way: nothing is written in between.
 
     ``since`` reads only the scores changed after it (the source's declared cursor).
     ``on_snapshot`` hears the course as read (the run records the rows the source could not read).
@@ -106,16 +121,28 @@ async def plan_course(store: Store, connectors: GradebookConnectors, pairing: Pa
         reading = source.read_changes(scope.course_id, since)
     else:
         reading = source.read_course(scope.course_id)
-    snapshot, identities, matching = await asyncio.gather(
-        reading,
-        asyncio.to_thread(load_identities, store, pairing, (ASSIGNMENT, SCORE), f"{scope.course_id}:"),
-        asyncio.to_thread(load_matching, store, pairing, scope.course_id),
-    )
+    early = asyncio.ensure_future(destination.load_context(list(expected_sections))) if expected_sections else None
+    try:
+        snapshot, identities, matching = await asyncio.gather(
+            reading,
+            asyncio.to_thread(load_identities, store, pairing, (ASSIGNMENT, SCORE), f"{scope.course_id}:"),
+            asyncio.to_thread(load_matching, store, pairing, scope.course_id),
+        )
+    except BaseException:
+        await _drop(early)
+        raise
     phases["read_source"] = round(time.perf_counter() - clock, 3)
     if on_snapshot is not None:
         on_snapshot(snapshot)
     clock = time.perf_counter()
-    context = await destination.load_context(destination_section_ids(snapshot.sections, matching))
+    section_ids = destination_section_ids(snapshot.sections, matching)
+    if early is not None and tuple(section_ids) == tuple(expected_sections or ()):
+        context = await early
+    else:
+        await _drop(early)
+        context = await destination.load_context(section_ids)
+    if notes is not None:
+        notes.dest_sections = tuple(section_ids)
     phases["read_destination"] = round(time.perf_counter() - clock, 3)
     clock = time.perf_counter()
     course_id = snapshot.course.source_id
@@ -180,7 +207,8 @@ async def _plan_run(ctx: RunContext, connectors: GradebookConnectors,
         read.clear()
         return await plan_course(ctx.store, connectors, ctx.pairing, scope, ctx.options,
                                  overwrite_drift=request.overwrite_drift, today=request.today, phases=ctx.phases,
-                                 on_snapshot=read.append, since=since, notes=notes)
+                                 on_snapshot=read.append, since=since, notes=notes,
+                                 expected_sections=cursor.dest_sections if cursor is not None else ())
 
     plan, context = await planned(choice.since)
     if choice.mode == CHANGES:
@@ -202,7 +230,8 @@ def _advance(ctx: RunContext, plan: Plan, snapshot: CourseSnapshot, choice: Read
     now = datetime.now(UTC)
     full_at = now if choice.mode == FULL else (cursor.full_at if cursor else now)
     last_value = snapshot.cursor_value if failed_writes == 0 else None
-    save_cursor(ctx.store, ctx.pairing, plan.course_id, CourseCursor(name, last_value, notes.fingerprint, full_at))
+    save_cursor(ctx.store, ctx.pairing, plan.course_id,
+                CourseCursor(name, last_value, notes.fingerprint, full_at, notes.dest_sections))
 
 
 class GradebookPipeline(Pipeline):

@@ -23,6 +23,7 @@ class CourseCursor:
     last_value: datetime | None
     fingerprint: str
     full_at: datetime
+    dest_sections: tuple[str, ...] = ()  # the destination sections the last run read (read early by the next)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -42,12 +43,13 @@ def load_cursor(store: Store, pairing: Pairing, course_id: str) -> CourseCursor 
         return None
     full_at = _aware(row.full_at)
     assert full_at is not None
-    return CourseCursor(row.name, _aware(row.last_value), row.fingerprint, full_at)
+    return CourseCursor(row.name, _aware(row.last_value), row.fingerprint, full_at,
+                        tuple(str(s) for s in row.dest_sections or ()))
 
 
 def save_cursor(store: Store, pairing: Pairing, course_id: str, cursor: CourseCursor) -> None:
     values = {"name": cursor.name, "last_value": cursor.last_value, "fingerprint": cursor.fingerprint,
-              "full_at": cursor.full_at, "updated_at": datetime.now(UTC)}
+              "full_at": cursor.full_at, "updated_at": datetime.now(UTC), "dest_sections": list(cursor.dest_sections)}
     with store.transaction() as db:
         updated = db.execute(source_cursors.update().where(*_where(pairing, course_id)).values(**values))
         if not updated.rowcount:

@@ -379,4 +379,5 @@ source_cursors = sa.Table(  # where a route's last read of a course got to (an i
     sa.Column("fingerprint", sa.String(64), nullable=False),  # sections and rosters as last read
     sa.Column("full_at", sa.DateTime(timezone=True), nullable=False),  # the last full read (reconciliation)
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("dest_sections", sa.JSON, nullable=True),  # the destination sections the last run read, in order
 )

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from passback.connectors.aio_transport import AiohttpTransport
+from passback.connectors.base import loads
 from passback.connectors.http import PASS, GaveUp, HttpClient, RetryableError, RetryPolicy, default_limits, default_timeout
 from passback.connectors.limits import Limiter
 from passback.connectors.memory import ProcessMemory
@@ -79,7 +80,7 @@ class PowerSchoolClient:
         response = await self.request("GET", path, params=params)
         if response.status_code >= 400:
             raise refused(response)
-        return response.json()
+        return loads(response.content)
 
     async def get_pages(self, path: str, plural: str, singular: str) -> list[Any]:
         rows: list[Any] = []

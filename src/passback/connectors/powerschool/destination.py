@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from passback.connectors.base import Destination
+from passback.connectors.base import Destination, loads
 from passback.connectors.http import UncertainWrite
 from passback.connectors.powerschool.client import PowerSchoolClient
 from passback.connectors.powerschool.errors import refused
@@ -178,7 +178,7 @@ class PowerTeacherProDestination(Destination):
             raise refused(response)
         assignments: dict[str, ExistingAssignment] = {}
         scores: dict[tuple[str, str], ScorePayload] = {}
-        for row in response.json():
+        for row in loads(response.content):
             sections = row["_assignmentsections"]
             assignments[str(row["assignmentid"])] = ExistingAssignment(
                 dest_id=str(row["assignmentid"]), name=sections[0]["name"], due_date=sections[0]["duedate"],

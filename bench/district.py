@@ -39,7 +39,11 @@ the fewest requests the APIs need:
 Time is compared with the latency-bound minimum: needed requests x latency / (concurrency x
 workers), i.e. every request the APIs need, ``concurrency`` of them in flight in each worker
 all the time, nothing but latency (each client has its own cap of ``concurrency``, but a run
-reads Canvas, then reads PowerSchool, then writes PowerSchool). Memory is each worker's
+reads Canvas, then reads PowerSchool, then writes PowerSchool). Canvas also throttles, by
+token, as canvas-lms does (a leaky bucket: 600 units, draining 10 a second, each request
+charged its cost): the phase prints what the throttle charged and the least time it allows,
+(charged - 600) / 10 s, whatever the number of workers; a district's full read of 240,000
+submissions costs about 1,500 units, so about 90 s. Memory is each worker's
 VmHWM (``/proc/<pid>/status``) at the end of its phase; the store's size is the sum of
 ``pg_total_relation_size`` over the schema's tables before and after each phase. Also printed:
 the runs' own phase clock (read_source, read_destination, plan, write_and_record), the CPU
@@ -306,6 +310,15 @@ class Emulators:
         return {s: Counter(httpx.get(f"{self.url(s)}/_emulator/stats", timeout=60).json()["requests"])
                 for s in SYSTEMS}
 
+    def canvas_throttle(self) -> tuple[float, int]:
+        """What Canvas's throttle charged since it started (units), and how many requests it refused."""
+        stats = httpx.get(f"{self.url('canvas')}/_emulator/stats", timeout=60).json()
+        return float(stats["charged"]), int(stats["throttled"])
+
+    def throttle(self) -> dict[str, float]:
+        """Canvas's bucket: its high water mark, outflow per second and up-front cost."""
+        return httpx.get(f"{self.url('canvas')}/_emulator/throttle", timeout=60).json()
+
     def empty_canvas_bucket(self) -> None:
         """Canvas's throttle forgets every token's bucket: each phase starts as after a quiet night."""
         httpx.post(f"{self.url('canvas')}/_emulator/throttle", json={}, timeout=60).raise_for_status()
@@ -505,6 +518,9 @@ class Phase:
     store_before: Counter[str] = field(default_factory=Counter)  # bytes by table
     store_after: Counter[str] = field(default_factory=Counter)
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds used in the phase, by process
+    charged: float = 0.0  # units Canvas's throttle charged in the phase
+    refused: int = 0  # requests Canvas's throttle answered 403 in the phase (each sent again later)
+    bucket: dict[str, float] = field(default_factory=dict)  # Canvas's throttle settings
     machine_busy: float = 0.0  # share of the machine's cores busy during the phase (every process)
 
     def sent(self, system: str) -> int:
@@ -527,6 +543,14 @@ class Phase:
     def bound(self, requests: int, latency_ms: float, concurrency: int) -> float:
         return requests * latency_ms / 1000 / (concurrency * self.workers)
 
+    @property
+    def throttle_bound(self) -> float:
+        """The least time Canvas's throttle lets these reads take, however many workers: the bucket starts
+        empty, holds ``hwm`` units, and drains ``outflow`` a second; the reads cost what it charged."""
+        if not self.bucket:
+            return 0.0
+        return max(0.0, self.charged - self.bucket["hwm"]) / self.bucket["outflow"]
+
 
 def run_phase(phase: Phase, *, store: PgStore, settings: Settings, emulators: Emulators, broker: Broker,
               logs: Path, concurrency: int, timeout: float) -> Phase:
@@ -536,7 +560,9 @@ def run_phase(phase: Phase, *, store: PgStore, settings: Settings, emulators: Em
     try:
         workers.start()
         emulators.empty_canvas_bucket()
+        phase.bucket = emulators.throttle()
         before = emulators.counts()
+        charged_before, refused_before = emulators.canvas_throttle()
         phase.store_before = store.sizes()
         cpu_before, workers_before, busy_before = emulators.cpu(), workers.cpu(), machine_busy()
         started = datetime.now(UTC)
@@ -551,6 +577,8 @@ def run_phase(phase: Phase, *, store: PgStore, settings: Settings, emulators: Em
         phase.peaks_kb = workers.peaks_kb()
         after = emulators.counts()
         phase.emulator = {s: after[s] - before[s] for s in after}
+        charged_after, refused_after = emulators.canvas_throttle()
+        phase.charged, phase.refused = charged_after - charged_before, refused_after - refused_before
         phase.store_after = store.sizes()
     finally:
         workers.stop()
@@ -615,6 +643,13 @@ def report(phase: Phase, latency_ms: float, concurrency: int) -> None:
           f"({concurrency} concurrency x {phase.workers} worker{'s' if phase.workers > 1 else ''}); "
           f"wall/bound {phase.wall / bound:.2f} (bound with the requests sent: "
           f"{phase.bound(phase.sent_total, latency_ms, concurrency):.1f} s)")
+    if phase.bucket:
+        limit = phase.throttle_bound
+        print(f"Canvas's throttle: charged {phase.charged:,.1f} units (hwm {phase.bucket['hwm']:g}, outflow "
+              f"{phase.bucket['outflow']:g}/s, {phase.bucket['up_front']:g} up front per request in flight), "
+              f"refused {phase.refused} requests (403, each sent again); the least time it allows these reads: "
+              f"{limit:.1f} s = ({phase.charged:,.1f} - {phase.bucket['hwm']:g}) / {phase.bucket['outflow']:g}"
+              + (f"; wall/throttle bound {phase.wall / limit:.2f}" if limit else ""))
     print(f"where a run's time went (mean s per run): {phase_means(phase.runs)}; workers busy "
           f"{sum((r.get('stats') or {}).get('seconds', 0) for r in phase.runs) / (phase.wall * phase.workers):.0%} "
           f"of the wall time")
@@ -640,6 +675,9 @@ def goals(baseline: Phase, one: Phase, two: Phase, unchanged: Phase, changed: Ph
         line(full.wall <= 1.3 * bound, f"full sync with {full.workers} worker(s) <= 1.3 x its latency-bound minimum: "
                                        f"{full.wall:.1f} s vs 1.3 x {bound:.1f} s = {1.3 * bound:.1f} s "
                                        f"({full.wall / bound:.2f} x)")
+        floor = max(bound, full.throttle_bound)
+        print(f"      (not a goal: the larger of that and Canvas's throttle bound is {floor:.1f} s; "
+              f"wall/that {full.wall / floor:.2f} x)")
     ratio = unchanged.sent_total / unchanged.needed.total
     line(ratio <= 1.1, f"unchanged re-sync <= 1.1 x the requests the cursor needs: {unchanged.sent_total} vs "
                        f"{unchanged.needed.total} ({ratio:.2f} x)")

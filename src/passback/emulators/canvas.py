@@ -122,6 +122,7 @@ class Throttle:
         self.per_item_cost = per_item_cost
         self.buckets: dict[str, tuple[float, float]] = {}
         self.throttled = 0
+        self.charged = 0.0  # every answered request's cost, summed (what the bucket had to drain)
 
     def level(self, key: str) -> float:
         count, at = self.buckets.get(key, (0.0, time.monotonic()))
@@ -140,6 +141,7 @@ class Throttle:
 
     def charge(self, key: str, items: int) -> tuple[float, float]:
         cost = round(self.request_cost + self.per_item_cost * items, 4)
+        self.charged += cost
         count = self.level(key) - self.up_front + cost
         self.buckets[key] = (max(count, 0.0), time.monotonic())
         return cost, round(self.hwm - max(count, 0.0), 4)
@@ -689,7 +691,7 @@ def create_app(
          assignment, grade, submit, bulk_submissions, section_submissions, grading_standards, sis_assignments, *lti_pages,
          *ags_services, *live_public],
         emulator=emu, faults=faults, state_file=store,
-        stats_extra=lambda: {"throttled": throttle.throttled},
+        stats_extra=lambda: {"throttled": throttle.throttled, "charged": round(throttle.charged, 4)},
         control=[Route("/_emulator/throttle", throttle_control, methods=["GET", "POST"]), *lti_control, *live_control,
                  Route("/_emulator/live_events/grades", control_grades, methods=["POST"])],
         on_shutdown=[publisher.stop],

@@ -239,8 +239,9 @@ def build_plan(inputs: PlanInputs) -> Plan:
         )
     if scope.whole_course:
         present = {a.source_id for a in snapshot.assignments}
-        for (kind, key), row in sorted(inputs.identities.items()):
-            if kind != ASSIGNMENT or row.dest_id is None:
+        held = [(key, row) for (kind, key), row in inputs.identities.items() if kind == ASSIGNMENT]
+        for key, row in sorted(held, key=lambda item: item[0]):  # the assignments only, not their thousands of scores
+            if row.dest_id is None:
                 continue
             source_assignment = key.split(":", 1)[1]
             if source_assignment in present:

@@ -257,10 +257,10 @@ class Executor:
             else:
                 rejections_by = {r.student_dest_id: (r.code, r.detail) for r in answer}
             for score in scores:
-                item_context = context | {"student_id": score.student_id, "section_id": score.section_id,
-                                          "dest_assignment_section_id": asid}
                 dest_key = f"{asid}:{score.dest_student_id}"
                 if score.dest_student_id in rejections_by:
+                    item_context = context | {"student_id": score.student_id, "section_id": score.section_id,
+                                              "dest_assignment_section_id": asid}
                     code, detail = rejections_by[score.dest_student_id]
                     finding = Finding(code, item_context | {"dest_student_id": score.dest_student_id,
                                                             "detail": detail,

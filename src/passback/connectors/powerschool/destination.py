@@ -100,20 +100,27 @@ class PowerTeacherProDestination(Destination):
 
     async def load_context(self, section_sis_ids: list[str]) -> DestinationContext:
         async def one_section(dcid: str) -> tuple[dict[str, Any], list[Any]] | None:
-            if not dcid.isdigit():
+            section, roster = await asyncio.gather(  # side by side: the roster needs only the id
+                self.client.get_json(f"/ws/v1/section/{dcid}"),
+                self.client.get_pages(f"/ws/v1/section/{dcid}/section_enrollment", "section_enrollments",
+                                      "section_enrollment"),
+                return_exceptions=True)
+            if isinstance(section, DestinationError) and section.status == 404:
                 return None
-            try:
-                section = (await self.client.get_json(f"/ws/v1/section/{dcid}"))["section"]
-            except DestinationError as exc:
-                if exc.status == 404:
-                    return None
-                raise
-            roster = await self.client.get_pages(
-                f"/ws/v1/section/{dcid}/section_enrollment", "section_enrollments", "section_enrollment"
-            )
-            return section, roster
+            for answer in (section, roster):
+                if isinstance(answer, BaseException):
+                    raise answer
+            return section["section"], roster  # type: ignore[index,return-value]
 
-        found = await asyncio.gather(*(one_section(s) for s in section_sis_ids))
+        wanted = [s for s in section_sis_ids if s.isdigit()]
+        # The holdings need only the section ids too: asked for at once, asked again only if a section is gone.
+        early_holdings = asyncio.ensure_future(self._holdings(wanted))
+        try:
+            found = await asyncio.gather(*(one_section(s) for s in wanted))
+        except BaseException:
+            early_holdings.cancel()
+            await asyncio.gather(early_holdings, return_exceptions=True)
+            raise
         sections: dict[str, DestinationSection] = {}
         handles: dict[str, dict[str, Any]] = {}
         schools, teachers = set(), set()
@@ -162,7 +169,12 @@ class PowerTeacherProDestination(Destination):
             ]
             for key in sections
         }
-        assignments, scores = await self._holdings(list(sections))
+        if list(sections) == wanted:
+            assignments, scores = await early_holdings
+        else:
+            early_holdings.cancel()
+            await asyncio.gather(early_holdings, return_exceptions=True)
+            assignments, scores = await self._holdings(list(sections))
         return DestinationContext(sections=sections, categories=categories, student_ids=student_ids,
                                   assignments=assignments, scores=scores, holdings_known=True, handles=handles)
 

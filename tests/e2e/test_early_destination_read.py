@@ -89,7 +89,7 @@ def test_the_last_runs_sections_are_read_beside_the_source(store: Store, tmp_pat
     sections = section_reads(log, mark)
     assert second.stats["read"] == "changes"
     assert len(sections) == len(section_reads(log, 0)) // 2  # each section once: the early read was used
-    assert sections[0][0] < canvas_second[-1][0] - 0.1  # started while Canvas was still being read
+    assert sections[0][0] < canvas_second[-1][0]  # started while Canvas was still being read (its last answer comes 0.1 s later)
     assert first.counts["created"] > 0 and second.counts["unchanged"] > 0
     assert second.counts["created"] == second.counts["updated"] == 0
 

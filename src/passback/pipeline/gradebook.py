@@ -181,13 +181,18 @@ def changed_by_hand(identities: IdentityIndex, context: DestinationContext) -> i
     if not context.holdings_known:
         return 0
     blank = BLANK.as_value()
+    values: dict[int, dict[str, object]] = {}  # a destination's payloads repeat: each one's value made once
     found = 0
     for (kind, _), row in identities.items():
         if kind != SCORE or row.dest_id is None or row.value is None or ":" not in row.dest_id:
             continue
         asid, student = row.dest_id.split(":", 1)
         held = context.scores.get((asid, student))
-        if (held.as_value() if held is not None else blank) != row.value:
+        if held is None:
+            value = blank
+        else:
+            value = values.get(id(held)) or values.setdefault(id(held), held.as_value())
+        if value != row.value:
             found += 1
     return found
 

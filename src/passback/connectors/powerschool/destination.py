@@ -190,6 +190,8 @@ class PowerTeacherProDestination(Destination):
             raise refused(response)
         assignments: dict[str, ExistingAssignment] = {}
         scores: dict[tuple[str, str], ScorePayload] = {}
+        payloads: dict[tuple[Any, bool, bool], ScorePayload] = {}  # one object per distinct score: a course holds
+        # thousands of scores but few distinct ones, and building a frozen dataclass is most of reading them
         for row in loads(response.content):
             sections = row["_assignmentsections"]
             assignments[str(row["assignmentid"])] = ExistingAssignment(
@@ -198,9 +200,11 @@ class PowerTeacherProDestination(Destination):
             )
             for section in sections:
                 for score in section.get("_assignmentscores", []):
-                    scores[(str(section["assignmentsectionid"]), str(score["studentsdcid"]))] = ScorePayload(
-                        points=score.get("scorepoints"), late=bool(score.get("islate")),
-                        exempt=bool(score.get("isexempt")))
+                    held = (score.get("scorepoints"), bool(score.get("islate")), bool(score.get("isexempt")))
+                    payload = payloads.get(held)
+                    if payload is None:
+                        payload = payloads[held] = ScorePayload(points=held[0], late=held[1], exempt=held[2])
+                    scores[(str(section["assignmentsectionid"]), str(score["studentsdcid"]))] = payload
         return assignments, scores
 
     async def _students_of(self, school: int, *, fresh: bool = False) -> list[dict[str, Any]]:

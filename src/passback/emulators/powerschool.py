@@ -111,6 +111,8 @@ class PowerSchoolEmulator:
         self.tokens: dict[str, float] = {}
         self.requests: Counter[str] = Counter()
         self._index: dict[str, tuple[dict[str, Any], dict[str, Any]]] | None = None
+        self._score_edits = 0  # bumped by every change this emulator makes to the scores
+        self._by_asid: tuple[tuple[int, int, int], dict[int, list[str]]] | None = None
 
     # --- identity -----------------------------------------------------------------
     def new_id(self) -> int:
@@ -143,6 +145,20 @@ class PowerSchoolEmulator:
 
     def assignments_changed(self) -> None:
         self._index = None
+        self._score_edits += 1
+
+    def score_keys(self, asid: int) -> list[str]:
+        """The keys of an assignment section's scores, from an index rebuilt after any change to the scores
+        (by this emulator, or a change of their count from outside): the lookup of a course no longer reads
+        every score of the district."""
+        scores = self.state["scores"]
+        guard = (id(scores), len(scores), self._score_edits)
+        if self._by_asid is None or self._by_asid[0] != guard:
+            index: dict[int, list[str]] = {}
+            for key, score in scores.items():
+                index.setdefault(score["assignmentsectionid"], []).append(key)
+            self._by_asid = (guard, index)
+        return self._by_asid[1].get(asid, [])
 
     def delete_by_hand(self, assignment_id: str) -> None:
         """A teacher deletes an assignment in PowerTeacher Pro: its sections and scores go with it."""
@@ -322,6 +338,7 @@ class PowerSchoolEmulator:
                 "scoreentrydate": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "whenmodified": today,
             }
+        self._score_edits += 1
         return 200, {
             "assignment_scores": [
                 {"_name": "assignmentscore", "studentsdcid": int(student)} for _, student, _ in resolved
@@ -602,11 +619,12 @@ def create_app(
         body = await request.json()
         wanted = {str(s) for s in body.get("section_ids") or []}
         students = {int(s) for s in body.get("student_ids") or []}
-        scores_by_asid: dict[int, list[dict[str, Any]]] = {}
-        for score in emu.state["scores"].values():
-            if students and score["studentsdcid"] not in students:
-                continue
-            scores_by_asid.setdefault(score["assignmentsectionid"], []).append(score)
+        held = emu.state["scores"]
+
+        def scores_of(asid: int) -> list[dict[str, Any]]:
+            found = (held[k] for k in emu.score_keys(asid) if k in held)
+            return [s for s in found if not students or s["studentsdcid"] in students]
+
         rows = []
         for assignment_row in emu.state["assignments"].values():
             sections = [s for s in assignment_row["_assignmentsections"] if str(s["sectionsdcid"]) in wanted]
@@ -616,8 +634,7 @@ def create_app(
                 {
                     **assignment_row,
                     "_assignmentsections": [
-                        {**s, "_assignmentscores": scores_by_asid.get(s["assignmentsectionid"], [])}
-                        for s in sections
+                        {**s, "_assignmentscores": scores_of(s["assignmentsectionid"])} for s in sections
                     ],
                 }
             )

@@ -60,27 +60,27 @@ IdentityIndex = dict[tuple[str, str], IdentityRow]
 def load_identities(
     store: Store, pairing: Pairing, kinds: tuple[str, ...], source_prefix: str | None = None
 ) -> IdentityIndex:
-    """All identity rows of the pairing for these kinds, keyed by (kind, source id)."""
-    query = sa.select(identity_map).where(
-        identity_map.c.source_connection_id == pairing.source_connection_id,
-        identity_map.c.destination_connection_id == pairing.destination_connection_id,
-        identity_map.c.object_kind.in_(kinds),
+    """All identity rows of the pairing for these kinds, keyed by (kind, source id).
+
+    Every run of a course loads its thousands of rows, so the JSON columns are read as text and
+    parsed by orjson (bulk.loads_json), not by the driver's or SQLAlchemy's per-row JSON loading.
+    """
+    c = identity_map.c
+    query = sa.select(c.object_kind, c.source_id, c.dest_id, c.value_hash, sa.cast(c.value, sa.Text), c.state,
+                      sa.cast(c.natural_key, sa.Text)).where(
+        c.source_connection_id == pairing.source_connection_id,
+        c.destination_connection_id == pairing.destination_connection_id,
+        c.object_kind.in_(kinds),
     )
     if source_prefix is not None:
-        query = query.where(identity_map.c.source_id.startswith(source_prefix, autoescape=True))
+        query = query.where(c.source_id.startswith(source_prefix, autoescape=True))
     with store.engine.connect() as db:
         rows = db.execute(query).all()
+    loads = bulk.loads_json
     return {
-        (row.object_kind, row.source_id): IdentityRow(
-            object_kind=row.object_kind,
-            source_id=row.source_id,
-            dest_id=row.dest_id,
-            value_hash=row.value_hash,
-            value=row.value,
-            state=row.state,
-            natural_key=row.natural_key,
-        )
-        for row in rows
+        (kind, source_id): IdentityRow(object_kind=kind, source_id=source_id, dest_id=dest_id, value_hash=value_hash,
+                                       value=loads(value), state=state, natural_key=loads(natural_key))
+        for kind, source_id, dest_id, value_hash, value, state, natural_key in rows
     }
 
 

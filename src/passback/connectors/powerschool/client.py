@@ -131,15 +131,12 @@ class PowerSchoolClient:
         except (DestinationError, KeyError, TypeError, ValueError):
             return None
 
-    async def counted_pages(self, path: str, plural: str, singular: str, *, total: int | None = -1) -> list[Any]:
-        """A long listing read side by side: its ``/count`` first, then every page at once.
+    async def counted_pages(self, path: str, plural: str, singular: str, *, total: int | None) -> list[Any]:
+        """A long listing read side by side, from its ``/count`` (``total``, just read): every page at once.
 
         A school of 6,000 students is 60 pages; read one after another they took longer than
-        the rest of a course's reads together. A listing without a count is read page by page.
-        ``total`` is the count when the caller has just read it (None: the server gives none).
+        the rest of a course's reads together. A listing without a count (None) is read page by page.
         """
-        if total == -1:
-            total = await self._count(path)
         if total is None:
             return await self.get_pages(path, plural, singular)
         pages = await asyncio.gather(*(self._page(path, plural, singular, page)

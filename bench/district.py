@@ -305,15 +305,10 @@ class Emulators:
     def url(self, system: str) -> str:
         return f"http://127.0.0.1:{self.ports[system]}"
 
-    def counts(self) -> dict[str, Counter[str]]:
-        """Requests each emulator answered since it started, by method and route."""
-        return {s: Counter(httpx.get(f"{self.url(s)}/_emulator/stats", timeout=60).json()["requests"])
-                for s in SYSTEMS}
-
-    def canvas_throttle(self) -> tuple[float, int]:
-        """What Canvas's throttle charged since it started (units), and how many requests it refused."""
-        stats = httpx.get(f"{self.url('canvas')}/_emulator/stats", timeout=60).json()
-        return float(stats["charged"]), int(stats["throttled"])
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Each emulator's ``/_emulator/stats`` since it started: the requests it answered, by method and
+        route; Canvas's also what its throttle charged (units) and how many requests it refused."""
+        return {s: httpx.get(f"{self.url(s)}/_emulator/stats", timeout=60).json() for s in SYSTEMS}
 
     def throttle(self) -> dict[str, float]:
         """Canvas's bucket: its high water mark, outflow per second and up-front cost."""
@@ -561,8 +556,7 @@ def run_phase(phase: Phase, *, store: PgStore, settings: Settings, emulators: Em
         workers.start()
         emulators.empty_canvas_bucket()
         phase.bucket = emulators.throttle()
-        before = emulators.counts()
-        charged_before, refused_before = emulators.canvas_throttle()
+        before = emulators.stats()
         phase.store_before = store.sizes()
         cpu_before, workers_before, busy_before = emulators.cpu(), workers.cpu(), machine_busy()
         started = datetime.now(UTC)
@@ -575,10 +569,10 @@ def run_phase(phase: Phase, *, store: PgStore, settings: Settings, emulators: Em
         phase.cpu = {"workers": workers.cpu() - workers_before,
                      **{f"{s} emulator": v - cpu_before[s] for s, v in emulators.cpu().items()}}
         phase.peaks_kb = workers.peaks_kb()
-        after = emulators.counts()
-        phase.emulator = {s: after[s] - before[s] for s in after}
-        charged_after, refused_after = emulators.canvas_throttle()
-        phase.charged, phase.refused = charged_after - charged_before, refused_after - refused_before
+        after = emulators.stats()
+        phase.emulator = {s: Counter(after[s]["requests"]) - Counter(before[s]["requests"]) for s in after}
+        phase.charged = after["canvas"]["charged"] - before["canvas"]["charged"]
+        phase.refused = after["canvas"]["throttled"] - before["canvas"]["throttled"]
         phase.store_after = store.sizes()
     finally:
         workers.stop()

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from passback.connectors.incremental import Incremental
 from passback.model import CourseSnapshot
 from passback.model.posted_rows import PostedExport
@@ -171,17 +169,6 @@ class Destination(ABC):
     async def aclose(self) -> None:  # pragma: no cover
         """Release the HTTP pool."""
         return None
-
-
-def loads(payload: bytes) -> Any:
-    """A system of record's JSON answer, parsed by orjson (a course's assignment lookup is half a
-    megabyte: several times faster than the standard library), or by the standard library when orjson
-    refuses what it accepts (NaN). Not for a source's rows: orjson reads an integer beyond 64 bits as
-    a float, and a source's ids must reach the rules as sent."""
-    try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return json.loads(payload)
 
 
 def json_body(payload: bytes) -> dict[str, Any]:

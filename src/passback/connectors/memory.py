@@ -65,11 +65,6 @@ class ProcessMemory:
         with self._lock:
             self._listings[(base_url, path)] = (time.monotonic(), rows)
 
-    def forget(self) -> None:
-        with self._lock:
-            self._tokens.clear()
-            self._listings.clear()
-
 
 _PROCESS = ProcessMemory()
 

@@ -19,8 +19,8 @@ from passback.connectors.courseware.config import CoursewareConfig
 from passback.connectors.csv_export.config import CsvExportConfig
 from passback.connectors.edfi.config import EdFiConfig
 from passback.connectors.limits import Limiter, LimiterFactory, destination_key
-from passback.connectors.memory import ProcessMemory
 from passback.connectors.lti_ags.config import LtiAgsConfig
+from passback.connectors.memory import ProcessMemory
 from passback.connectors.oneroster.config import OneRosterConfig
 from passback.connectors.oneroster_csv.config import OneRosterCsvConfig
 from passback.connectors.powerschool.config import PowerSchoolConfig

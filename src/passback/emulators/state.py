@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from passback.jsontext import loads
+
 SAVE_SHARE_INVERSE = 10
 
 
@@ -36,11 +38,7 @@ class StateFile:
     def load(self) -> dict[str, Any] | None:
         if self.path is None or not self.path.exists():
             return None
-        raw = self.path.read_bytes()
-        try:
-            return orjson.loads(raw)  # type: ignore[no-any-return]
-        except orjson.JSONDecodeError:
-            return json.loads(raw)  # type: ignore[no-any-return]
+        return loads(self.path.read_bytes())  # type: ignore[no-any-return]
 
     def save(self, state: dict[str, Any]) -> None:
         if self.path is None:

@@ -45,19 +45,6 @@ def json_value(db: sa.Connection, value: Any) -> Any:
     return text
 
 
-def loads_json(text: str | bytes | None) -> Any:
-    """A JSON column read as text: parsed by orjson; by the standard library where orjson refuses (NaN).
-    SQL NULL, and JSON ``null`` as SQLAlchemy writes a None, are both None."""
-    if text is None:
-        return None
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        import json
-
-        return json.loads(text)
-
-
 def executemany(db: sa.Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
     if rows:
         db.exec_driver_sql(sql, list(rows))

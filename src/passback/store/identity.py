@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
+
+from passback.jsontext import loads
 from passback.store import bulk
 from passback.store.db import Store
 from passback.store.tables import identity_map
@@ -63,7 +64,7 @@ def load_identities(
     """All identity rows of the pairing for these kinds, keyed by (kind, source id).
 
     Every run of a course loads its thousands of rows, so the JSON columns are read as text and
-    parsed by orjson (bulk.loads_json), not by the driver's or SQLAlchemy's per-row JSON loading.
+    parsed by orjson (passback.jsontext), not by the driver's or SQLAlchemy's per-row JSON loading.
     """
     c = identity_map.c
     query = sa.select(c.object_kind, c.source_id, c.dest_id, c.value_hash, sa.cast(c.value, sa.Text), c.state,
@@ -76,12 +77,16 @@ def load_identities(
         query = query.where(c.source_id.startswith(source_prefix, autoescape=True))
     with store.engine.connect() as db:
         rows = db.execute(query).all()
-    loads = bulk.loads_json
     return {
         (kind, source_id): IdentityRow(object_kind=kind, source_id=source_id, dest_id=dest_id, value_hash=value_hash,
-                                       value=loads(value), state=state, natural_key=loads(natural_key))
+                                       value=_json(value), state=state, natural_key=_json(natural_key))
         for kind, source_id, dest_id, value_hash, value, state, natural_key in rows
     }
+
+
+def _json(text: str | None) -> Any:
+    """A JSON column read as text; SQL NULL, and JSON ``null`` as SQLAlchemy writes a None, are both None."""
+    return None if text is None else loads(text)
 
 
 INSERT_SQL = (
@@ -116,7 +121,7 @@ def load_values(store: Store, pairing: Pairing, kind: str) -> dict[str, Any]:
             "SELECT source_id, CAST(value AS TEXT) FROM identity_map WHERE source_connection_id = "
             f"{mark} AND destination_connection_id = {mark} AND object_kind = {mark}",
             (pairing.source_connection_id, pairing.destination_connection_id, kind)).all()
-    return {source_id: orjson.loads(text) for source_id, text in rows if text is not None}
+    return {source_id: loads(text) for source_id, text in rows if text is not None}
 
 
 def load_hashes(store: Store, pairing: Pairing, kind: str) -> dict[str, str | None]:

@@ -15,13 +15,13 @@ import httpx
 import orjson
 
 from passback.connectors.aio_transport import AiohttpTransport
-from passback.connectors.base import loads
 from passback.connectors.http import PASS, GaveUp, HttpClient, RetryableError, RetryPolicy, default_limits, default_timeout
 from passback.connectors.limits import Limiter
 from passback.connectors.memory import ProcessMemory
 from passback.connectors.oauth import ClientCredentials
 from passback.connectors.powerschool.errors import refused
 from passback.errors import DestinationError, OutcomeUnknown
+from passback.jsontext import loads
 
 PAGE_SIZE = 100
 

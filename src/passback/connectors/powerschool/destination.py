@@ -19,11 +19,12 @@ from typing import Any
 
 import httpx
 
-from passback.connectors.base import Destination, loads
+from passback.connectors.base import Destination
 from passback.connectors.http import UncertainWrite
 from passback.connectors.powerschool.client import PowerSchoolClient
 from passback.connectors.powerschool.errors import refused
 from passback.errors import DestinationError, OutcomeUnknown, TargetGone
+from passback.jsontext import loads
 from passback.model import DestinationCategory, DestinationSection
 from passback.model.values import (
     AssignmentPayload,
@@ -38,7 +39,6 @@ from passback.model.values import (
     ScoreRejection,
     ScoreWrite,
 )
-
 
 CAPABILITIES = Capabilities(
     placement=Placement.SPANS_SECTIONS, categories=CategoryScope.PER_SECTION, ids=IdAssignment.SERVER_ASSIGNED,
@@ -117,66 +117,63 @@ class PowerTeacherProDestination(Destination):
         early_holdings = asyncio.ensure_future(self._holdings(wanted))
         try:
             found = await asyncio.gather(*(one_section(s) for s in wanted))
-        except BaseException:
-            early_holdings.cancel()
-            await asyncio.gather(early_holdings, return_exceptions=True)
-            raise
-        sections: dict[str, DestinationSection] = {}
-        handles: dict[str, dict[str, Any]] = {}
-        schools, teachers = set(), set()
-        for result in found:
-            if result is None:
-                continue
-            section, roster = result
-            key = str(section["id"])
-            handles[key] = {"staff_id": section["staff_id"], "term_id": section["term_id"]}
-            schools.add(section["school_id"])
-            teachers.add((section["staff_id"], section["term_id"] // 100))
-            sections[key] = DestinationSection(
-                dest_id=key,
-                name=f"{section.get('expression', '')} {section.get('section_number', '')}".strip(),
-                sis_id=key,
-                student_ids=tuple(str(r["student_id"]) for r in roster if not r.get("dropped")),
-            )
-        school_students, teacher_categories = await asyncio.gather(
-            asyncio.gather(*(self._students_of(school) for school in sorted(schools))),
-            asyncio.gather(*(
-                self.client.get_json("/ws/xte/teacher_category", {"users_dcid": t, "year_id": y})
-                for t, y in sorted(teachers)
-            )),
-        )
-        rostered = {student for section in sections.values() for student in section.student_ids}
-        known = {str(s["id"]) for rows in school_students for s in rows}
-        if not rostered <= known:  # a list kept from an earlier run, older than a new student: read it again
-            school_students = await asyncio.gather(*(self._students_of(school, fresh=True)
-                                                     for school in sorted(schools)))
-        student_ids = {
-            str(s["local_id"]): str(s["id"]) for rows in school_students for s in rows
-        }
-        by_teacher: dict[str, list[dict[str, Any]]] = {}
-        for rows in teacher_categories:
-            for row in rows:
-                by_teacher.setdefault(str(row["usersdcid"]), []).append(row)
-        categories = {
-            key: [
-                DestinationCategory(
-                    dest_id=str(row.get("teachercategoryid", row.get("id"))),
-                    section_id=key,
-                    name=row["name"],
-                    active=bool(row.get("isactive", True)),
+            sections: dict[str, DestinationSection] = {}
+            handles: dict[str, dict[str, Any]] = {}
+            schools, teachers = set(), set()
+            for result in found:
+                if result is None:
+                    continue
+                section, roster = result
+                key = str(section["id"])
+                handles[key] = {"staff_id": section["staff_id"], "term_id": section["term_id"]}
+                schools.add(section["school_id"])
+                teachers.add((section["staff_id"], section["term_id"] // 100))
+                sections[key] = DestinationSection(
+                    dest_id=key,
+                    name=f"{section.get('expression', '')} {section.get('section_number', '')}".strip(),
+                    sis_id=key,
+                    student_ids=tuple(str(r["student_id"]) for r in roster if not r.get("dropped")),
                 )
-                for row in by_teacher.get(str(handles[key]["staff_id"]), [])
-            ]
-            for key in sections
-        }
-        if list(sections) == wanted:
-            assignments, scores = await early_holdings
-        else:
+            school_students, teacher_categories = await asyncio.gather(
+                asyncio.gather(*(self._students_of(school) for school in sorted(schools))),
+                asyncio.gather(*(
+                    self.client.get_json("/ws/xte/teacher_category", {"users_dcid": t, "year_id": y})
+                    for t, y in sorted(teachers)
+                )),
+            )
+            rostered = {student for section in sections.values() for student in section.student_ids}
+            known = {str(s["id"]) for rows in school_students for s in rows}
+            if not rostered <= known:  # a list kept from an earlier run, older than a new student: read it again
+                school_students = await asyncio.gather(*(self._students_of(school, fresh=True)
+                                                         for school in sorted(schools)))
+            student_ids = {
+                str(s["local_id"]): str(s["id"]) for rows in school_students for s in rows
+            }
+            by_teacher: dict[str, list[dict[str, Any]]] = {}
+            for rows in teacher_categories:
+                for row in rows:
+                    by_teacher.setdefault(str(row["usersdcid"]), []).append(row)
+            categories = {
+                key: [
+                    DestinationCategory(
+                        dest_id=str(row.get("teachercategoryid", row.get("id"))),
+                        section_id=key,
+                        name=row["name"],
+                        active=bool(row.get("isactive", True)),
+                    )
+                    for row in by_teacher.get(str(handles[key]["staff_id"]), [])
+                ]
+                for key in sections
+            }
+            if list(sections) == wanted:
+                assignments, scores = await early_holdings
+            else:
+                assignments, scores = await self._holdings(list(sections))
+            return DestinationContext(sections=sections, categories=categories, student_ids=student_ids,
+                                      assignments=assignments, scores=scores, holdings_known=True, handles=handles)
+        finally:  # not used (a section is gone), or a read failed: cancelled, its outcome settled
             early_holdings.cancel()
             await asyncio.gather(early_holdings, return_exceptions=True)
-            assignments, scores = await self._holdings(list(sections))
-        return DestinationContext(sections=sections, categories=categories, student_ids=student_ids,
-                                  assignments=assignments, scores=scores, holdings_known=True, handles=handles)
 
     async def _holdings(self, section_ids: list[str]
                         ) -> tuple[dict[str, ExistingAssignment], dict[tuple[str, str], ScorePayload]]:

@@ -53,6 +53,13 @@ identity_map = sa.Table(
         name="uq_identity_map_key",
     ),
 )
+# A course's rows are read by the prefix of their source ids ("course:..."). PostgreSQL can use an
+# index for LIKE 'prefix%' only in the C locale, or with pattern operators: without this index, each
+# course's load read every row of its pairing (a district's 240,000). SQLite reads the prefix as a
+# range on the unique key above.
+sa.Index("ix_identity_map_source_prefix", identity_map.c.source_connection_id,
+         identity_map.c.destination_connection_id, identity_map.c.source_id,
+         postgresql_ops={"source_id": "varchar_pattern_ops"}).ddl_if(dialect="postgresql")
 
 runs = sa.Table(
     "runs",

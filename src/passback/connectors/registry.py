@@ -323,5 +323,10 @@ CONNECTOR_MODULES = (
 def preload() -> None:
     """Import every connector now. The factories import lazily so a command touches only what it
     uses; a worker imports them all before its first task, so no run pays for them on its clock."""
-    for name in CONNECTOR_MODULES:
+    for name in (*CONNECTOR_MODULES, *LAZY_MODULES):
         importlib.import_module(name)
+
+
+LAZY_MODULES = ("httpcore", "anyio._core._synchronization", "anyio._backends._asyncio")
+"""What httpx and anyio import only when first used (an OAuth token's client, an auth flow's lock):
+a third of a second of a worker's first run, were they not imported before it."""

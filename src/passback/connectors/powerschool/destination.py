@@ -196,12 +196,13 @@ class PowerTeacherProDestination(Destination):
                 section_assignment_ids={str(s["sectionsdcid"]): str(s["assignmentsectionid"]) for s in sections},
             )
             for section in sections:
-                for score in section.get("_assignmentscores", []):
+                asid = str(section["assignmentsectionid"])
+                for score in section.get("_assignmentscores", ()):
                     held = (score.get("scorepoints"), bool(score.get("islate")), bool(score.get("isexempt")))
                     payload = payloads.get(held)
                     if payload is None:
                         payload = payloads[held] = ScorePayload(points=held[0], late=held[1], exempt=held[2])
-                    scores[(str(section["assignmentsectionid"]), str(score["studentsdcid"]))] = payload
+                    scores[(asid, str(score["studentsdcid"]))] = payload
         return assignments, scores
 
     async def _students_of(self, school: int, *, fresh: bool = False) -> list[dict[str, Any]]:

@@ -182,17 +182,21 @@ def changed_by_hand(identities: IdentityIndex, context: DestinationContext) -> i
         return 0
     blank = BLANK.as_value()
     values: dict[int, dict[str, object]] = {}  # a destination's payloads repeat: each one's value made once
+    same: dict[tuple[int, int], bool] = {}  # and so do the stored values (load_identities shares equal ones)
+    scores = context.scores
     found = 0
     for (kind, _), row in identities.items():
-        if kind != SCORE or row.dest_id is None or row.value is None or ":" not in row.dest_id:
+        stored = row.value
+        if kind != SCORE or row.dest_id is None or stored is None or ":" not in row.dest_id:
             continue
         asid, student = row.dest_id.split(":", 1)
-        held = context.scores.get((asid, student))
-        if held is None:
-            value = blank
-        else:
-            value = values.get(id(held)) or values.setdefault(id(held), held.as_value())
-        if value != row.value:
+        held = scores.get((asid, student))
+        pair = (id(held), id(stored))
+        equal = same.get(pair)
+        if equal is None:
+            value = blank if held is None else values.get(id(held)) or values.setdefault(id(held), held.as_value())
+            equal = same[pair] = value == stored
+        if not equal:
             found += 1
     return found
 

@@ -171,11 +171,20 @@ def list_audit(store: Store, *, destination_connection_id: int | None = None, ru
         return [dict(row._mapping) for row in db.execute(query).all()]
 
 
+RUN_ID_LENGTH = 36  # a run's id is a UUID's text
+
+
 def get_run(store: Store, run_id: str) -> dict[str, Any] | None:
-    """A run by id, or by a unique prefix of its id (as people type them)."""
+    """A run by id, or by a unique prefix of its id (as people type them).
+
+    A whole id is looked up by the key: a prefix (LIKE) cannot use the key's index outside the C
+    locale, and the workers' callers ask by whole id, once per run and per poll.
+    """
+    whole = len(run_id) == RUN_ID_LENGTH
     with store.engine.connect() as db:
         rows = db.execute(
-            sa.select(runs).where(runs.c.id.startswith(run_id, autoescape=True)).limit(2)
+            sa.select(runs).where(runs.c.id == run_id if whole else runs.c.id.startswith(run_id, autoescape=True))
+            .limit(2)
         ).all()
     if len(rows) != 1:
         return None

@@ -186,10 +186,12 @@ def changed_by_hand(identities: IdentityIndex, context: DestinationContext) -> i
     scores = context.scores
     found = 0
     for (kind, _), row in identities.items():
-        stored = row.value
-        if kind != SCORE or row.dest_id is None or stored is None or ":" not in row.dest_id:
+        stored, dest_id = row.value, row.dest_id
+        if kind != SCORE or dest_id is None or stored is None:
             continue
-        asid, student = row.dest_id.split(":", 1)
+        asid, colon, student = dest_id.partition(":")
+        if not colon:
+            continue
         held = scores.get((asid, student))
         pair = (id(held), id(stored))
         equal = same.get(pair)

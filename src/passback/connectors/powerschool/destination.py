@@ -187,7 +187,7 @@ class PowerTeacherProDestination(Destination):
             raise refused(response)
         assignments: dict[str, ExistingAssignment] = {}
         scores: dict[tuple[str, str], ScorePayload] = {}
-        payloads: dict[tuple[Any, bool, bool], ScorePayload] = {}  # one object per distinct score: a course holds
+        payloads: dict[tuple[Any, Any, Any], ScorePayload] = {}  # one object per distinct score: a course holds
         # thousands of scores but few distinct ones, and building a frozen dataclass is most of reading them
         for row in loads(response.content):
             sections = row["_assignmentsections"]
@@ -198,11 +198,13 @@ class PowerTeacherProDestination(Destination):
             for section in sections:
                 asid = str(section["assignmentsectionid"])
                 for score in section.get("_assignmentscores", ()):
-                    held = (score.get("scorepoints"), bool(score.get("islate")), bool(score.get("isexempt")))
+                    get = score.get
+                    held = (get("scorepoints"), get("islate"), get("isexempt"))  # as sent: made bool once, below
                     payload = payloads.get(held)
                     if payload is None:
-                        payload = payloads[held] = ScorePayload(points=held[0], late=held[1], exempt=held[2])
-                    scores[(asid, str(score["studentsdcid"]))] = payload
+                        payload = payloads[held] = ScorePayload(points=held[0], late=bool(held[1]),
+                                                                exempt=bool(held[2]))
+                    scores[asid, str(score["studentsdcid"])] = payload
         return assignments, scores
 
     async def _students_of(self, school: int, *, fresh: bool = False) -> list[dict[str, Any]]:

@@ -77,15 +77,17 @@ def load_identities(
     """
     with store.engine.connect() as db:
         mark = "?" if db.dialect.paramstyle == "qmark" else "%s"
-        sql = ("SELECT object_kind, source_id, dest_id, value_hash, CAST(value AS TEXT), state, "
-               "CAST(natural_key AS TEXT) FROM identity_map WHERE source_connection_id = {m} "
-               "AND destination_connection_id = {m} AND object_kind IN ({kinds})").format(
-                   m=mark, kinds=", ".join([mark] * len(kinds)))
-        params: tuple[Any, ...] = (pairing.source_connection_id, pairing.destination_connection_id, *kinds)
+        one_kind = ("SELECT object_kind, source_id, dest_id, value_hash, CAST(value AS TEXT), state, "
+                    f"CAST(natural_key AS TEXT) FROM identity_map WHERE source_connection_id = {mark} "
+                    f"AND destination_connection_id = {mark} AND object_kind = {mark}")
         if source_prefix is not None:
-            sql += prefix_condition(db.dialect.name, mark)
-            params += prefix_params(db.dialect.name, source_prefix)
-        rows = db.exec_driver_sql(sql, params).all()
+            one_kind += prefix_condition(db.dialect.name, mark)
+        rows = []
+        for kind in kinds:  # one kind at a time: each an equality the index's third column serves (tables.py)
+            params: tuple[Any, ...] = (pairing.source_connection_id, pairing.destination_connection_id, kind)
+            if source_prefix is not None:
+                params += prefix_params(db.dialect.name, source_prefix)
+            rows += db.exec_driver_sql(one_kind, params).all()
     parsed: dict[str, Any] = {}
 
     def value_of(text: str | None) -> Any:

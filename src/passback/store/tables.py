@@ -58,7 +58,7 @@ identity_map = sa.Table(
 # course's load read every row of its pairing (a district's 240,000). SQLite reads the prefix as a
 # range on the unique key above.
 sa.Index("ix_identity_map_source_prefix", identity_map.c.source_connection_id,
-         identity_map.c.destination_connection_id, identity_map.c.source_id,
+         identity_map.c.destination_connection_id, identity_map.c.object_kind, identity_map.c.source_id,
          postgresql_ops={"source_id": "varchar_pattern_ops"}).ddl_if(dialect="postgresql")
 
 runs = sa.Table(

@@ -18,7 +18,7 @@ depends_on = None
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.create_index("ix_identity_map_source_prefix", "identity_map",
-                        ["source_connection_id", "destination_connection_id", "source_id"],
+                        ["source_connection_id", "destination_connection_id", "object_kind", "source_id"],
                         postgresql_ops={"source_id": "varchar_pattern_ops"})
 
 

@@ -9,7 +9,8 @@ script with no state file) with ``--latency-ms`` on every request; a PostgreSQL 
 schema of its own (dropped at the end); a redis-server of its own on a free port as the broker;
 and ``python -m passback worker`` processes (one course at a time each, ``PASSBACK_CONCURRENCY``
 requests in flight per system per run).
-Each phase starts its workers afresh (so each one's peak memory is that phase's), empties
+Each phase vacuums and analyzes the store's tables (as autovacuum does after a bulk load, not timed),
+starts its workers afresh (so each one's peak memory is that phase's), empties
 Canvas's throttle bucket, then is timed from ``queue_courses(all_courses=True)`` to the end
 of its last run (the run's ``finished_at``; ``wait_for_runs`` waits for them all):
 
@@ -379,6 +380,16 @@ class PgStore:
                 "from pg_tables where schemaname = :schema"), {"schema": self.schema}).all()
         return Counter({name: int(size) for name, size in rows})
 
+    def settle(self) -> None:
+        """VACUUM ANALYZE every table of the schema: what autovacuum does some time after a bulk load, done
+        before a phase so the phase neither runs beside it nor on plans made from the empty tables' statistics."""
+        with self.admin.connect() as db:
+            names = db.execute(sa.text("select tablename from pg_tables where schemaname = :schema"),
+                               {"schema": self.schema}).scalars().all()
+        with self.admin.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+            for name in names:
+                db.execute(sa.text(f'vacuum analyze "{self.schema}"."{name}"'))
+
     def drop(self) -> None:
         self.engine.dispose()
         with self.admin.begin() as db:
@@ -553,6 +564,7 @@ def run_phase(phase: Phase, *, store: PgStore, settings: Settings, emulators: Em
                       broker.url)
     sender = make_app(Settings(broker_url=broker.url))
     try:
+        store.settle()
         workers.start()
         emulators.empty_canvas_bucket()
         phase.bucket = emulators.throttle()
@@ -615,6 +627,19 @@ def phase_means(runs: list[dict[str, Any]]) -> str:
     return ", ".join(f"{name} {value / max(1, len(runs)):.2f}" for name, value in totals.items())
 
 
+def between_runs(runs: list[dict[str, Any]]) -> float:
+    """Mean seconds from one run's end to the same worker's next run's claim (the engine's and the lease's own time)."""
+    by_process: dict[Any, list[dict[str, Any]]] = {}
+    for r in runs:
+        if r.get("started_at") and r.get("finished_at"):
+            by_process.setdefault((r.get("stats") or {}).get("process"), []).append(r)
+    gaps = []
+    for rows in by_process.values():
+        rows.sort(key=lambda r: r["started_at"])
+        gaps += [(b["started_at"] - a["finished_at"]).total_seconds() for a, b in zip(rows, rows[1:])]
+    return sum(gaps) / len(gaps) if gaps else 0.0
+
+
 def report(phase: Phase, latency_ms: float, concurrency: int) -> None:
     statuses = Counter(r["status"] for r in phase.runs)
     reads = Counter((r.get("stats") or {}).get("read", "?") for r in phase.runs)
@@ -646,7 +671,7 @@ def report(phase: Phase, latency_ms: float, concurrency: int) -> None:
               + (f"; wall/throttle bound {phase.wall / limit:.2f}" if limit else ""))
     print(f"where a run's time went (mean s per run): {phase_means(phase.runs)}; workers busy "
           f"{sum((r.get('stats') or {}).get('seconds', 0) for r in phase.runs) / (phase.wall * phase.workers):.0%} "
-          f"of the wall time")
+          f"of the wall time; {between_runs(phase.runs) * 1000:.0f} ms from a run's end to its worker's next run")
     print("CPU seconds in the phase: " + ", ".join(f"{name} {value:.1f}" for name, value in phase.cpu.items())
           + f"; the machine's {os.cpu_count()} cores {phase.machine_busy:.0%} busy (every process on it)")
     print("peak memory (VmHWM): " + ", ".join(f"worker pid {pid} {peak / 1024:.1f} MB"

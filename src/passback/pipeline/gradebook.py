@@ -181,9 +181,8 @@ def changed_by_hand(identities: IdentityIndex, context: DestinationContext) -> i
     if not context.holdings_known:
         return 0
     blank = BLANK.as_value()
-    values: dict[int, dict[str, object]] = {}  # a destination's payloads repeat: each one's value made once
-    same: dict[tuple[int, int], bool] = {}  # and so do the stored values (load_identities shares equal ones)
-    scores = context.scores
+    same: dict[tuple[int, int], bool] = {}  # held payloads and stored values repeat (both are shared objects):
+    scores = context.scores  # each distinct pair is compared once
     found = 0
     for (kind, _), row in identities.items():
         stored, dest_id = row.value, row.dest_id
@@ -196,8 +195,7 @@ def changed_by_hand(identities: IdentityIndex, context: DestinationContext) -> i
         pair = (id(held), id(stored))
         equal = same.get(pair)
         if equal is None:
-            value = blank if held is None else values.get(id(held)) or values.setdefault(id(held), held.as_value())
-            equal = same[pair] = value == stored
+            equal = same[pair] = (blank if held is None else held.as_value()) == stored
         if not equal:
             found += 1
     return found

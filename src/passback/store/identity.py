@@ -80,12 +80,12 @@ def load_identities(
         one_kind = ("SELECT object_kind, source_id, dest_id, value_hash, CAST(value AS TEXT), state, "
                     f"CAST(natural_key AS TEXT) FROM identity_map WHERE source_connection_id = {mark} "
                     f"AND destination_connection_id = {mark} AND object_kind = {mark}")
-        if source_prefix is not None:
+        if source_prefix:
             one_kind += prefix_condition(db.dialect.name, mark)
         rows = []
         for kind in kinds:  # one kind at a time: each an equality the index's third column serves (tables.py)
             params: tuple[Any, ...] = (pairing.source_connection_id, pairing.destination_connection_id, kind)
-            if source_prefix is not None:
+            if source_prefix:
                 params += prefix_params(db.dialect.name, source_prefix)
             rows += db.exec_driver_sql(one_kind, params).all()
     parsed: dict[str, Any] = {}
@@ -113,11 +113,10 @@ def prefix_condition(dialect: str, mark: str) -> str:
 
 
 def prefix_params(dialect: str, prefix: str) -> tuple[str, ...]:
-    r"""The values for :func:`prefix_condition`: a LIKE pattern (``\`` escapes), or a range's two ends."""
+    r"""The values for :func:`prefix_condition`, of a prefix not empty: a LIKE pattern (``\`` escapes),
+    or a range's two ends."""
     if dialect == "postgresql":
         return (prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",)
-    if not prefix:
-        return ("", chr(0x10FFFF))
     return (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1))
 
 

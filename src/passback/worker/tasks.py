@@ -24,6 +24,7 @@ from passback.worker.app import EXECUTE, REQUEUE, TICK, app
 
 log = structlog.get_logger("passback.worker")
 T = TypeVar("T")
+YOUNG_COLLECTION_EVERY = 20_000  # allocations between a worker's young collections (Python's default: 700)
 _stores: dict[int, Store] = {}
 
 
@@ -51,9 +52,6 @@ def warm_up(**_: Any) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
-
-
-YOUNG_COLLECTION_EVERY = 20_000  # allocations between young collections (Python's default: 700)
 
 
 def run_in_fresh_loop(work: Coroutine[Any, Any, T]) -> T:
